@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers over the C block layer and configfs: the only place with `unsafe` code.
+//!
+//! The upstream `kernel::block` crate covers blk-mq drivers only. A stacking, bio-based
+//! driver needs bios, bio sets, a bio-based disk and an exclusively opened lower device;
+//! this module provides them, in the style of `rust/kernel/block/mq/`. The driver logic
+//! above it is safe Rust.
+
+pub(crate) mod bio;
+pub(crate) mod bioset;
+pub(crate) mod configfs_pin;
+pub(crate) mod disk;
+pub(crate) mod lower;
+pub(crate) mod status;
+
+/// Declarations of the one-line C wrappers in `helpers.c`.
+mod helpers {
+    use kernel::bindings;
+
+    // `gendisk` and `block_device` embed structs that are empty on some configurations;
+    // only pointers to them cross this boundary.
+    #[expect(improper_ctypes)]
+    extern "C" {
+        pub(super) fn blkbounce_disk_openers(disk: *mut bindings::gendisk) -> u32;
+        pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
+    }
+}

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Block layer completion status (`blk_status_t`).
+
+use kernel::bindings;
+
+/// The status a bio completes with.
+///
+/// Errors of the lower device are carried unchanged from the lower bio to the upper one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct BlkStatus(bindings::blk_status_t);
+
+impl BlkStatus {
+    /// Success (`BLK_STS_OK`).
+    pub(crate) const OK: Self = Self(bindings::BLK_STS_OK as bindings::blk_status_t);
+    /// A generic I/O error (`BLK_STS_IOERR`, `include/linux/blk_types.h`).
+    pub(crate) const IOERR: Self = Self(10);
+    /// Try again: what a `REQ_NOWAIT` bio gets instead of sleeping (`BLK_STS_AGAIN`).
+    pub(crate) const AGAIN: Self = Self(12);
+
+    /// Wraps the raw status of a completed bio.
+    pub(super) fn from_raw(raw: bindings::blk_status_t) -> Self {
+        Self(raw)
+    }
+
+    /// Returns the raw value for the C side.
+    pub(super) fn as_raw(self) -> bindings::blk_status_t {
+        self.0
+    }
+
+    /// Returns `true` for success.
+    pub(crate) fn is_ok(self) -> bool {
+        self == Self::OK
+    }
+}

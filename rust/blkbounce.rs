@@ -1,0 +1,43 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! blkbounce: a stacking block device that gives its lower device stable pages.
+
+mod blk;
+mod config;
+mod device;
+mod disk_index;
+mod mode;
+mod stats;
+mod text;
+
+use kernel::{prelude::*, sync::Arc};
+
+module! {
+    type: BlkBounceModule,
+    name: "blkbounce",
+    authors: ["The blkbounce authors"],
+    description: "Stacking block device that bounces I/O into stable pages",
+    license: "GPL",
+}
+
+#[pin_data]
+struct BlkBounceModule {
+    shared: Arc<config::Shared>,
+    #[pin]
+    configfs_subsystem: kernel::configfs::Subsystem<config::Config>,
+}
+
+impl kernel::InPlaceModule for BlkBounceModule {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            shared: Arc::new(config::Shared::new(), GFP_KERNEL)?,
+            configfs_subsystem <- config::subsystem(shared.clone()),
+        })
+        .pin_chain(|this| {
+            // Device directories pin themselves through the registered subsystem.
+            let this = this.project();
+            this.shared.slot.set(this.configfs_subsystem.as_ref());
+            Ok(())
+        })
+    }
+}
