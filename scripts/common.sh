@@ -37,8 +37,11 @@ rust_lib_src() {
 	echo "$BLKBOUNCE_CACHE/src/rust-src-$(rustc_version)/usr/src/rustc-$(rustc_version)/library"
 }
 
+# Bumped when scripts/build-kernel changes what it builds.
+KERNEL_BUILD_FORMAT=1
+
 # The build directory of one kernel flavour (test or bench): keyed by kernel version, the
-# flavour's configuration fragments and the compiler versions.
+# flavour's configuration fragments, the build format and the compiler versions.
 kernel_build_dir() {
 	local flavour=$1 key
 	key=$(
@@ -46,7 +49,7 @@ kernel_build_dir() {
 			echo "$KERNEL_VERSION"
 			cat "$REPO_ROOT/scripts/kconfig/common.config" \
 				"$REPO_ROOT/scripts/kconfig/$flavour.config"
-			sha256sum "$REPO_ROOT/scripts/build-kernel" | cut -d' ' -f1
+			echo "$KERNEL_BUILD_FORMAT"
 			rustc --version
 			clang$LLVM_SUFFIX --version 2>/dev/null | head -1
 		} | sha256sum | cut -c1-12

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Opening block devices with or without `O_DIRECT`, and positioned I/O that reports the
+//! raw errno.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+
+/// Opens `path` for reading and writing, with `O_DIRECT` if `direct`.
+pub fn open(path: &str, direct: bool) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    options.open(path)
+}
+
+/// Writes all of `buf` at `offset`; a short write is an error.
+///
+/// # Safety
+///
+/// `buf` must be valid for reads of `len` bytes for the duration of the call.
+pub unsafe fn write_at_raw(file: &File, buf: *const u8, len: usize, offset: u64) -> io::Result<()> {
+    // SAFETY: The caller guarantees `buf` is valid for `len` bytes.
+    let n = unsafe { libc::pwrite(file.as_raw_fd(), buf.cast(), len, offset as libc::off_t) };
+    check(n, len)
+}
+
+/// Reads `len` bytes at `offset` into `buf`; a short read is an error.
+///
+/// # Safety
+///
+/// `buf` must be valid for writes of `len` bytes for the duration of the call.
+pub unsafe fn read_at_raw(file: &File, buf: *mut u8, len: usize, offset: u64) -> io::Result<()> {
+    // SAFETY: The caller guarantees `buf` is valid for `len` bytes.
+    let n = unsafe { libc::pread(file.as_raw_fd(), buf.cast(), len, offset as libc::off_t) };
+    check(n, len)
+}
+
+fn check(n: isize, len: usize) -> io::Result<()> {
+    match n {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n if n as usize != len => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("short transfer: {n} of {len} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Drops the clean page cache pages of `file`, so buffered reads go to the device.
+pub fn drop_cache(file: &File) -> io::Result<()> {
+    file.sync_all()?;
+    // SAFETY: `posix_fadvise` only reads its arguments.
+    let ret = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
+/// Writes `buf` at `offset` with the standard library (for buffered I/O).
+pub fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    file.write_all_at(buf, offset)
+}
+
+/// Reads `buf.len()` bytes at `offset` with the standard library.
+pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    file.read_exact_at(buf, offset)
+}

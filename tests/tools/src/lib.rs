@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Shared pieces of the blkbounce test tools: block device access with `O_DIRECT`,
+//! page-aligned buffers, data patterns and argument parsing.
+
+pub mod args;
+pub mod buffer;
+pub mod device;
+pub mod pattern;
