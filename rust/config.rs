@@ -83,7 +83,10 @@ impl AttributeOperations<0> for Config {
 impl configfs::GroupOperations for Config {
     type Child = DeviceConfig;
 
-    fn make_group(&self, name: &CStr) -> Result<impl PinInit<configfs::Group<DeviceConfig>, Error>> {
+    fn make_group(
+        &self,
+        name: &CStr,
+    ) -> Result<impl PinInit<configfs::Group<DeviceConfig>, Error>> {
         let item_type = configfs_attrs! {
             container: configfs::Group<DeviceConfig>,
             data: DeviceConfig,
@@ -150,7 +153,10 @@ impl DeviceConfig {
     fn enable(&self, state: &mut DeviceState) -> Result {
         let name: &CStr = &self.name;
         if let Some(enabled) = &state.enabled {
-            pr_err!("{name}: already enabled as {}\n", enabled.disk.driver().name());
+            pr_err!(
+                "{name}: already enabled as {}\n",
+                enabled.disk.driver().name()
+            );
             return Err(EBUSY);
         }
         let Some(path) = &state.backing else {
@@ -159,7 +165,10 @@ impl DeviceConfig {
         };
         let index = DiskIndex {
             index: self.shared.indices.take().inspect_err(|_| {
-                pr_err!("{name}: cannot enable: all {} disk numbers in use\n", crate::disk_index::MAX_DISKS);
+                pr_err!(
+                    "{name}: cannot enable: all {} disk numbers in use\n",
+                    crate::disk_index::MAX_DISKS
+                );
             })?,
             shared: self.shared.clone(),
         };
@@ -228,7 +237,14 @@ impl AttributeOperations<0> for DeviceConfig {
 
     fn show(this: &DeviceConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let state = this.state.lock();
-        show_line(page, state.backing.as_deref().and_then(|p| p.to_str().ok()).unwrap_or(""))
+        show_line(
+            page,
+            state
+                .backing
+                .as_deref()
+                .and_then(|p| p.to_str().ok())
+                .unwrap_or(""),
+        )
     }
 
     fn store(this: &DeviceConfig, page: &[u8]) -> Result {
@@ -236,7 +252,10 @@ impl AttributeOperations<0> for DeviceConfig {
         let mut state = this.state.lock();
         this.check_disabled(&state, "backing")?;
         let value = text::value(page).inspect_err(|_| {
-            pr_err!("{name}: backing: expected a path of at most {} bytes\n", text::MAX_VALUE_LEN);
+            pr_err!(
+                "{name}: backing: expected a path of at most {} bytes\n",
+                text::MAX_VALUE_LEN
+            );
         })?;
         if !value.starts_with(b"/") {
             pr_err!("{name}: backing: not an absolute path\n");

@@ -64,7 +64,11 @@ impl BioDriver for BounceDevice {
     fn submit_bio(&self, bio: SubmittedBio<Self>) {
         // Only `off` is implemented so far; enabling any other mode is refused.
         debug_assert_eq!(self.mode, Mode::Off);
-        let gfp = if bio.is_nowait() { Gfp::NoWait } else { Gfp::NoIo };
+        let gfp = if bio.is_nowait() {
+            Gfp::NoWait
+        } else {
+            Gfp::NoIo
+        };
         self.stats.passed_through(bio.size());
         if let Err((bio, _)) = bio.submit_clone(gfp) {
             // Only a REQ_NOWAIT bio can fail here: the reserve serves the others.

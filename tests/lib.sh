@@ -72,7 +72,6 @@ bb_create() {
 	echo "$backing" >"$dir/backing" || return 1
 	echo "$mode" >"$dir/mode" || return 1
 	echo 1 >"$dir/enable" || return 1
-	udevadm settle 2>/dev/null
 	echo "/dev/$(cat "$dir/disk")"
 }
 

@@ -76,7 +76,8 @@ impl ItemPin {
         // (if any) carries a reference.
         let item = unsafe {
             bindings::mutex_lock(&raw mut (*subsys).su_mutex);
-            let item = bindings::config_group_find_item(&raw mut (*subsys).su_group, name.as_char_ptr());
+            let item =
+                bindings::config_group_find_item(&raw mut (*subsys).su_group, name.as_char_ptr());
             bindings::mutex_unlock(&raw mut (*subsys).su_mutex);
             item
         };

@@ -97,12 +97,7 @@ impl<T: BioDriver> Disk<T> {
         unsafe { bindings::blk_set_stacking_limits(&mut lim) };
         // SAFETY: `lim` is valid, the lower device is open, and `name` is NUL-terminated.
         unsafe {
-            bindings::queue_limits_stack_bdev(
-                &mut lim,
-                lower.as_raw(),
-                0,
-                name.as_char_ptr(),
-            )
+            bindings::queue_limits_stack_bdev(&mut lim, lower.as_raw(), 0, name.as_char_ptr())
         };
         if stable_writes {
             lim.features |= BLK_FEAT_STABLE_WRITES;
