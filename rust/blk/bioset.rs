@@ -50,8 +50,10 @@ impl BioSet {
     pub(crate) fn new(pool_size: u32) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             inner <- Opaque::try_ffi_init(|slot: *mut bindings::bio_set| {
-                // SAFETY: `slot` is valid for writes and zeroed by nobody; `bioset_init`
-                // fully initialises it (it memsets it first).
+                // SAFETY: `slot` is valid for writes. `bioset_init` expects a zeroed set: it
+                // leaves the fields of features not asked for (rescuer, per-CPU cache) alone.
+                unsafe { core::ptr::write_bytes(slot, 0, 1) };
+                // SAFETY: `slot` is a zeroed, pinned `bio_set`.
                 kernel::error::to_result(unsafe { bindings::bioset_init(slot, pool_size, 0, 0) })
             }),
         })

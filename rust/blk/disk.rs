@@ -95,6 +95,9 @@ impl<T: BioDriver> Disk<T> {
         let mut lim: bindings::queue_limits = unsafe { core::mem::zeroed() };
         // SAFETY: `lim` is a valid, exclusively borrowed `queue_limits`.
         unsafe { bindings::blk_set_stacking_limits(&mut lim) };
+        // Stacking keeps the larger alignment, and the default is 511: start from none, so
+        // the disk asks exactly what the lower device asks of the pages it is given.
+        lim.dma_alignment = 0;
         // SAFETY: `lim` is valid, the lower device is open, and `name` is NUL-terminated.
         unsafe {
             bindings::queue_limits_stack_bdev(&mut lim, lower.as_raw(), 0, name.as_char_ptr())
