@@ -125,7 +125,7 @@ impl<T: BioDriver> Disk<T> {
                 return Err(ENAMETOOLONG);
             }
             for (dst, src) in disk_name.iter_mut().zip(name_bytes) {
-                *dst = *src as _;
+                *dst = *src as kernel::ffi::c_char;
             }
             (*raw).fops = &DiskVTable::<T>::TABLE;
             (*raw).flags |= bindings::GENHD_FL_NO_PART as kernel::ffi::c_int;
@@ -208,10 +208,10 @@ impl<T: BioDriver> SubmittedBio<T> {
 
     /// Returns the driver data of the disk the bio was submitted to.
     pub(crate) fn driver(&self) -> &T {
-        let shared = self.shared();
+        let driver: *const T = &self.shared().driver;
         // SAFETY: `DiskShared<T>` outlives `self` by the type invariant, so the reference
         // may have the lifetime of `&self`.
-        unsafe { &*(&raw const shared.driver) }
+        unsafe { &*driver }
     }
 
     /// Returns the raw bio, for the other wrappers of this module.

@@ -43,7 +43,7 @@ impl LowerDevice {
             bindings::bdev_file_open_by_path(
                 path.as_char_ptr(),
                 OPEN_READ_WRITE,
-                (holder as *const H).cast_mut().cast(),
+                core::ptr::from_ref(holder).cast_mut().cast(),
                 core::ptr::null(),
             )
         };
