@@ -9,10 +9,13 @@
 
 pub(crate) mod bio;
 pub(crate) mod bioset;
+pub(crate) mod bounce;
 pub(crate) mod configfs_pin;
 pub(crate) mod disk;
 pub(crate) mod lower;
+pub(crate) mod page_pool;
 pub(crate) mod status;
+pub(crate) mod workqueue;
 
 /// Declarations of the one-line C wrappers in `helpers.c`.
 mod helpers {
@@ -24,5 +27,7 @@ mod helpers {
     extern "C" {
         pub(super) fn blkbounce_disk_openers(disk: *mut bindings::gendisk) -> u32;
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
+        pub(super) fn blkbounce_page_order(page: *mut bindings::page) -> u32;
+        pub(super) fn blkbounce_page_maybe_dma_pinned(page: *mut bindings::page) -> bool;
     }
 }

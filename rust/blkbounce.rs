@@ -3,10 +3,13 @@
 //! blkbounce: a stacking block device that gives its lower device stable pages.
 
 mod blk;
+mod chunking;
 mod config;
 mod device;
 mod disk_index;
 mod mode;
+mod policy;
+mod ratelimit;
 mod stats;
 mod text;
 

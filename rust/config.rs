@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The configfs interface: `/sys/kernel/config/blkbounce/<name>/{backing,mode,enable,disk,stats}`.
+//! The configfs interface: `/sys/kernel/config/blkbounce/<name>/{backing,mode,enable,disk,
+//! stats,trace}`.
 
 #![deny(unsafe_code)]
 
@@ -63,17 +64,15 @@ pub(crate) struct Config {
     shared: Arc<Shared>,
 }
 
-/// `modes`: the modes this version implements.
+/// `modes`: the modes a device can be given.
 #[vtable]
 impl AttributeOperations<0> for Config {
     type Data = Config;
 
     fn show(_this: &Config, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let mut writer = kernel::str::Formatter::new(page);
-        for mode in [Mode::Auto, Mode::Always, Mode::Off] {
-            if mode.is_implemented() {
-                writer.write_fmt(fmt!("{mode}\n"))?;
-            }
+        for mode in Mode::ALL {
+            writer.write_fmt(fmt!("{mode}\n"))?;
         }
         Ok(writer.bytes_written())
     }
@@ -96,6 +95,7 @@ impl configfs::GroupOperations for Config {
                 enable: 2,
                 disk: 3,
                 stats: 4,
+                trace: 5,
             ],
         };
         Ok(configfs::Group::new(
@@ -106,7 +106,8 @@ impl configfs::GroupOperations for Config {
                 shared: self.shared.clone(),
                 state <- new_mutex!(DeviceState {
                     backing: None,
-                    mode: Mode::Off,
+                    mode: Mode::Auto,
+                    trace: false,
                     enabled: None,
                 }),
             }),
@@ -127,6 +128,7 @@ pub(crate) struct DeviceConfig {
 struct DeviceState {
     backing: Option<CString>,
     mode: Mode,
+    trace: bool,
     enabled: Option<Enabled>,
 }
 
@@ -176,9 +178,10 @@ impl DeviceConfig {
         let lower = LowerDevice::open(path, self).inspect_err(|e| {
             pr_err!("{name}: cannot open backing {}: {e:?}\n", &**path);
         })?;
-        let disk = BounceDevice::create(disk_name, lower, state.mode).inspect_err(|e| {
-            pr_err!("{name}: cannot create the disk: {e:?}\n");
-        })?;
+        let disk =
+            BounceDevice::create(disk_name, lower, state.mode, state.trace).inspect_err(|e| {
+                pr_err!("{name}: cannot create the disk: {e:?}\n");
+            })?;
         let pin = ItemPin::new(&self.shared.slot, name).inspect_err(|e| {
             pr_err!("{name}: cannot pin the configfs directory: {e:?}\n");
         })?;
@@ -286,10 +289,6 @@ impl AttributeOperations<1> for DeviceConfig {
         })?;
         let mut state = this.state.lock();
         this.check_disabled(&state, "mode")?;
-        if !mode.is_implemented() {
-            pr_err!("{name}: mode {mode} is not implemented by this version\n");
-            return Err(EOPNOTSUPP);
-        }
         state.mode = mode;
         Ok(())
     }
@@ -342,5 +341,27 @@ impl AttributeOperations<4> for DeviceConfig {
         let mut writer = kernel::str::Formatter::new(page);
         writer.write_fmt(fmt!("{snapshot}"))?;
         Ok(writer.bytes_written())
+    }
+}
+
+/// `trace`: `1` logs one rate-limited kernel log line per bio decision, `0` stops.
+#[vtable]
+impl AttributeOperations<5> for DeviceConfig {
+    type Data = DeviceConfig;
+
+    fn show(this: &DeviceConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, u8::from(this.state.lock().trace))
+    }
+
+    fn store(this: &DeviceConfig, page: &[u8]) -> Result {
+        let trace = text::bool_value(page).inspect_err(|_| {
+            pr_err!("{}: trace: expected 0 or 1\n", &*this.name);
+        })?;
+        let mut state = this.state.lock();
+        state.trace = trace;
+        if let Some(enabled) = &state.enabled {
+            enabled.disk.driver().set_trace(trace);
+        }
+        Ok(())
     }
 }

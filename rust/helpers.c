@@ -5,6 +5,7 @@
  */
 
 #include <linux/blkdev.h>
+#include <linux/mm.h>
 
 unsigned int blkbounce_disk_openers(struct gendisk *disk);
 sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev);
@@ -17,4 +18,17 @@ unsigned int blkbounce_disk_openers(struct gendisk *disk)
 sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev)
 {
 	return bdev_nr_sectors(bdev);
+}
+
+unsigned int blkbounce_page_order(struct page *page);
+bool blkbounce_page_maybe_dma_pinned(struct page *page);
+
+unsigned int blkbounce_page_order(struct page *page)
+{
+	return compound_order(page);
+}
+
+bool blkbounce_page_maybe_dma_pinned(struct page *page)
+{
+	return folio_maybe_dma_pinned(page_folio(page));
 }

@@ -29,10 +29,8 @@ impl Mode {
         }
     }
 
-    /// Returns `true` if this version of the driver implements the mode.
-    pub(crate) fn is_implemented(self) -> bool {
-        matches!(self, Self::Off)
-    }
+    /// Every mode, in the order `modes` lists them.
+    pub(crate) const ALL: [Mode; 3] = [Mode::Auto, Mode::Always, Mode::Off];
 }
 
 impl fmt::Display for Mode {

@@ -13,18 +13,36 @@ use kernel::{
 /// Counters of one enabled device. Updated with relaxed atomics: each is exact, but a
 /// reader may see them a few bios apart.
 pub(crate) struct Stats {
+    bounced_read_bios: Atomic<u64>,
+    bounced_read_bytes: Atomic<u64>,
+    bounced_write_bios: Atomic<u64>,
+    bounced_write_bytes: Atomic<u64>,
     passthrough_bios: Atomic<u64>,
     passthrough_bytes: Atomic<u64>,
+    reserve_fallbacks: Atomic<u64>,
+    nowait_again: Atomic<u64>,
     errors: Atomic<u64>,
+    copyback_count: Atomic<u64>,
+    copyback_total_ns: Atomic<u64>,
+    copyback_max_ns: Atomic<u64>,
 }
 
 impl Stats {
     /// Creates counters at zero.
     pub(crate) fn new() -> Self {
         Self {
+            bounced_read_bios: Atomic::new(0),
+            bounced_read_bytes: Atomic::new(0),
+            bounced_write_bios: Atomic::new(0),
+            bounced_write_bytes: Atomic::new(0),
             passthrough_bios: Atomic::new(0),
             passthrough_bytes: Atomic::new(0),
+            reserve_fallbacks: Atomic::new(0),
+            nowait_again: Atomic::new(0),
             errors: Atomic::new(0),
+            copyback_count: Atomic::new(0),
+            copyback_total_ns: Atomic::new(0),
+            copyback_max_ns: Atomic::new(0),
         }
     }
 
@@ -34,17 +52,63 @@ impl Stats {
         self.passthrough_bytes.fetch_add(u64::from(bytes), Relaxed);
     }
 
-    /// Counts a bio that completed with an error.
+    /// Counts a read of `bytes` bounced.
+    pub(crate) fn bounced_read(&self, bytes: u32) {
+        self.bounced_read_bios.fetch_add(1, Relaxed);
+        self.bounced_read_bytes.fetch_add(u64::from(bytes), Relaxed);
+    }
+
+    /// Counts a write of `bytes` bounced.
+    pub(crate) fn bounced_write(&self, bytes: u32) {
+        self.bounced_write_bios.fetch_add(1, Relaxed);
+        self.bounced_write_bytes
+            .fetch_add(u64::from(bytes), Relaxed);
+    }
+
+    /// Counts a bio whose bounce memory came from the reserve, one bio at a time, after the
+    /// page allocator had none at once.
+    pub(crate) fn reserve_fallback(&self) {
+        self.reserve_fallbacks.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a `REQ_NOWAIT` bio failed with `BLK_STS_AGAIN` for want of memory.
+    pub(crate) fn nowait_again(&self) {
+        self.nowait_again.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a bio that completed with an error of the lower device.
     pub(crate) fn failed(&self) {
         self.errors.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a read copy-back that ended `ns` after the lower device completed the read.
+    pub(crate) fn copied_back(&self, ns: u64) {
+        self.copyback_count.fetch_add(1, Relaxed);
+        self.copyback_total_ns.fetch_add(ns, Relaxed);
+        let mut max = self.copyback_max_ns.load(Relaxed);
+        while ns > max {
+            match self.copyback_max_ns.cmpxchg(max, ns, Relaxed) {
+                Ok(_) => break,
+                Err(now) => max = now,
+            }
+        }
     }
 
     /// Reads all counters.
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
+            bounced_read_bios: self.bounced_read_bios.load(Relaxed),
+            bounced_read_bytes: self.bounced_read_bytes.load(Relaxed),
+            bounced_write_bios: self.bounced_write_bios.load(Relaxed),
+            bounced_write_bytes: self.bounced_write_bytes.load(Relaxed),
             passthrough_bios: self.passthrough_bios.load(Relaxed),
             passthrough_bytes: self.passthrough_bytes.load(Relaxed),
+            reserve_fallbacks: self.reserve_fallbacks.load(Relaxed),
+            nowait_again: self.nowait_again.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            copyback_count: self.copyback_count.load(Relaxed),
+            copyback_total_ns: self.copyback_total_ns.load(Relaxed),
+            copyback_max_ns: self.copyback_max_ns.load(Relaxed),
         }
     }
 }
@@ -52,19 +116,42 @@ impl Stats {
 /// The counters at one moment; all zero for a disabled device.
 #[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct StatsSnapshot {
-    /// Bios passed to the lower device unchanged.
+    /// Reads copied through blkbounce's pages, and their bytes.
+    pub(crate) bounced_read_bios: u64,
+    pub(crate) bounced_read_bytes: u64,
+    /// Writes copied through blkbounce's pages, and their bytes.
+    pub(crate) bounced_write_bios: u64,
+    pub(crate) bounced_write_bytes: u64,
+    /// Bios passed to the lower device unchanged (flushes and discards included).
     pub(crate) passthrough_bios: u64,
     /// Bytes of data in those bios.
     pub(crate) passthrough_bytes: u64,
-    /// Bios that completed with an error, the lower device's or blkbounce's own.
+    /// Bounced bios that waited for the page reserve.
+    pub(crate) reserve_fallbacks: u64,
+    /// `REQ_NOWAIT` bios failed with `BLK_STS_AGAIN` for want of memory.
+    pub(crate) nowait_again: u64,
+    /// Bios the lower device completed with an error.
     pub(crate) errors: u64,
+    /// Read copy-backs, and their time from lower completion to upper completion.
+    pub(crate) copyback_count: u64,
+    pub(crate) copyback_total_ns: u64,
+    pub(crate) copyback_max_ns: u64,
 }
 
 impl fmt::Display for StatsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "bounced_read_bios {}", self.bounced_read_bios)?;
+        writeln!(f, "bounced_read_bytes {}", self.bounced_read_bytes)?;
+        writeln!(f, "bounced_write_bios {}", self.bounced_write_bios)?;
+        writeln!(f, "bounced_write_bytes {}", self.bounced_write_bytes)?;
         writeln!(f, "passthrough_bios {}", self.passthrough_bios)?;
         writeln!(f, "passthrough_bytes {}", self.passthrough_bytes)?;
-        writeln!(f, "errors {}", self.errors)
+        writeln!(f, "reserve_fallbacks {}", self.reserve_fallbacks)?;
+        writeln!(f, "nowait_again {}", self.nowait_again)?;
+        writeln!(f, "errors {}", self.errors)?;
+        writeln!(f, "copyback_count {}", self.copyback_count)?;
+        writeln!(f, "copyback_total_ns {}", self.copyback_total_ns)?;
+        writeln!(f, "copyback_max_ns {}", self.copyback_max_ns)
     }
 }
 
@@ -77,10 +164,27 @@ mod tests {
         let stats = Stats::new();
         stats.passed_through(4096);
         stats.passed_through(0);
+        stats.bounced_read(8192);
+        stats.bounced_write(512);
         stats.failed();
         let s = stats.snapshot();
         assert_eq!(s.passthrough_bios, 2);
         assert_eq!(s.passthrough_bytes, 4096);
+        assert_eq!((s.bounced_read_bios, s.bounced_read_bytes), (1, 8192));
+        assert_eq!((s.bounced_write_bios, s.bounced_write_bytes), (1, 512));
         assert_eq!(s.errors, 1);
+    }
+
+    #[test]
+    fn copyback_latency() {
+        let stats = Stats::new();
+        stats.copied_back(300);
+        stats.copied_back(100);
+        stats.copied_back(200);
+        let s = stats.snapshot();
+        assert_eq!(
+            (s.copyback_count, s.copyback_total_ns, s.copyback_max_ns),
+            (3, 600, 300)
+        );
     }
 }

@@ -8,23 +8,33 @@ use super::{
 };
 use kernel::{bindings, prelude::*, types::Opaque};
 
-/// How a bio allocation may wait for memory.
+/// How an allocation may wait for memory.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Gfp {
     /// May sleep and reclaim, but not start I/O (`GFP_NOIO`): falls back to the reserve.
     NoIo,
-    /// Never sleeps (`GFP_NOWAIT`): fails when neither the allocator nor the reserve has a
-    /// bio at once. For `REQ_NOWAIT` bios.
+    /// Never sleeps (`GFP_NOWAIT`): fails when neither the allocator nor the reserve has
+    /// memory at once. For `REQ_NOWAIT` bios, and for the first, optimistic try of others.
     NoWait,
+    /// A high-order chunk, only if there is one at once: `GFP_NOWAIT | __GFP_NORETRY |
+    /// __GFP_NOMEMALLOC | __GFP_COMP`, as dm-crypt asks for its large pages.
+    HighOrder,
 }
 
 impl Gfp {
-    fn as_raw(self) -> bindings::gfp_t {
-        let reclaim = 1 << bindings::___GFP_DIRECT_RECLAIM_BIT;
-        let kswapd = 1 << bindings::___GFP_KSWAPD_RECLAIM_BIT;
+    pub(super) fn as_raw(self) -> bindings::gfp_t {
+        let bit = |b: u32| (1 as bindings::gfp_t) << b;
         match self {
-            Self::NoIo => (reclaim | kswapd) as bindings::gfp_t,
+            Self::NoIo => {
+                bit(bindings::___GFP_DIRECT_RECLAIM_BIT) | bit(bindings::___GFP_KSWAPD_RECLAIM_BIT)
+            }
             Self::NoWait => bindings::GFP_NOWAIT,
+            Self::HighOrder => {
+                bindings::GFP_NOWAIT
+                    | bit(bindings::___GFP_NORETRY_BIT)
+                    | bit(bindings::___GFP_NOMEMALLOC_BIT)
+                    | bit(bindings::___GFP_COMP_BIT)
+            }
         }
     }
 }
@@ -48,15 +58,34 @@ unsafe impl Sync for BioSet {}
 impl BioSet {
     /// Creates a bio set holding `pool_size` bios in reserve, for clones (no bvecs).
     pub(crate) fn new(pool_size: u32) -> impl PinInit<Self, Error> {
+        Self::with_layout(pool_size, 0, 0)
+    }
+
+    /// Creates a bio set whose bios carry `front_pad` bytes before them and, with
+    /// `BIOSET_NEED_BVECS` in `flags`, bvecs of their own.
+    pub(super) fn with_layout(
+        pool_size: u32,
+        front_pad: u32,
+        flags: i32,
+    ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             inner <- Opaque::try_ffi_init(|slot: *mut bindings::bio_set| {
                 // SAFETY: `slot` is valid for writes. `bioset_init` expects a zeroed set: it
                 // leaves the fields of features not asked for (rescuer, per-CPU cache) alone.
                 unsafe { core::ptr::write_bytes(slot, 0, 1) };
                 // SAFETY: `slot` is a zeroed, pinned `bio_set`.
-                kernel::error::to_result(unsafe { bindings::bioset_init(slot, pool_size, 0, 0) })
+                kernel::error::to_result(unsafe {
+                    bindings::bioset_init(slot, pool_size, front_pad, flags)
+                })
             }),
         })
+    }
+}
+
+impl BioSet {
+    /// Returns the raw bio set, for the other wrappers of this module.
+    pub(super) fn as_raw(&self) -> *mut bindings::bio_set {
+        self.inner.get()
     }
 }
 
@@ -97,6 +126,7 @@ impl<T: CloneTarget> SubmittedBio<T> {
             )
         };
         if clone.is_null() {
+            // Only a `Gfp::NoWait` allocation can fail: the reserve serves the others.
             return Err((self, ENOMEM));
         }
         // SAFETY: `clone` is a new bio owned by this function. The upper bio travels in

@@ -68,16 +68,25 @@ unsafe impl<T: BioDriver> Send for Disk<T> {}
 // SAFETY: `&Disk` only reads the gendisk's open count and name.
 unsafe impl<T: BioDriver> Sync for Disk<T> {}
 
+/// How a disk's queue limits differ from its lower device's.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DiskOptions {
+    /// Declare stable writes (`BLK_FEAT_STABLE_WRITES`) even if the lower device does not,
+    /// so that the page cache keeps pages stable during writeback.
+    pub(crate) stable_writes: bool,
+    /// Split bios larger than this many bytes (see [`SubmittedBio::split_to_limits`]).
+    pub(crate) max_io_bytes: Option<u32>,
+}
+
 /// `BLK_FEAT_STABLE_WRITES` (`include/linux/blkdev.h`).
 const BLK_FEAT_STABLE_WRITES: bindings::blk_features_t = 1 << 5;
 
 impl<T: BioDriver> Disk<T> {
     /// Creates the driver data, then the disk `name` over the driver's lower device, with
-    /// its capacity and stacked queue limits. With `stable_writes` the disk declares
-    /// `BLK_FEAT_STABLE_WRITES` even if the lower device does not.
+    /// its capacity and stacked queue limits, adjusted by `options`.
     pub(crate) fn new(
         name: &CStr,
-        stable_writes: bool,
+        options: DiskOptions,
         driver: impl PinInit<T, Error>,
     ) -> Result<Self> {
         let shared = Arc::pin_init(
@@ -102,8 +111,13 @@ impl<T: BioDriver> Disk<T> {
         unsafe {
             bindings::queue_limits_stack_bdev(&mut lim, lower.as_raw(), 0, name.as_char_ptr())
         };
-        if stable_writes {
+        if options.stable_writes {
             lim.features |= BLK_FEAT_STABLE_WRITES;
+        }
+        if let Some(max) = options.max_io_bytes {
+            let sectors = max >> bindings::SECTOR_SHIFT;
+            lim.max_hw_sectors = lim.max_hw_sectors.min(sectors);
+            lim.max_sectors = lim.max_sectors.min(sectors);
         }
 
         // SAFETY: `lim` is valid; the lock class key is static.
@@ -196,7 +210,48 @@ pub(crate) struct SubmittedBio<T: BioDriver> {
 // SAFETY: The bio may be ended from any thread, e.g. a completion handler or a worker.
 unsafe impl<T: BioDriver> Send for SubmittedBio<T> {}
 
+/// Returns the driver data of the disk `bio` was submitted to.
+///
+/// # Safety
+///
+/// `bio` must be a bio submitted to a `Disk<T>` and not yet ended; the reference must not
+/// outlive it.
+pub(super) unsafe fn driver_of<'a, T: BioDriver>(bio: *mut bindings::bio) -> &'a T {
+    // SAFETY: By the safety requirements the disk is a live `Disk<T>`, whose
+    // `private_data` holds an `Arc<DiskShared<T>>` for longer than the bio.
+    unsafe {
+        let disk = (*(*bio).bi_bdev).bd_disk;
+        let shared: *const DiskShared<T> = &*Arc::<DiskShared<T>>::borrow((*disk).private_data);
+        &(*shared).driver
+    }
+}
+
 impl<T: BioDriver> SubmittedBio<T> {
+    /// Splits off the front of the bio that fits the disk's queue limits (`max_sectors`
+    /// and the others) and returns it; the block layer resubmits the rest, which comes
+    /// back through `submit_bio`. Returns `None` if the block layer ended the bio itself,
+    /// with an error.
+    pub(crate) fn split_to_limits(self) -> Option<Self> {
+        let this = ManuallyDrop::new(self);
+        let shared: *const DiskShared<T> = &*this.shared();
+        // SAFETY: The bio is valid and not ended. If a front is split off, it is a new bio
+        // of the same disk that stands in for this one in the count: this one comes back
+        // through `submit_bio` and is counted again there.
+        let front = unsafe { bindings::bio_split_to_limits(this.bio.as_ptr()) };
+        match NonNull::new(front) {
+            // INVARIANT: The front is a valid bio of the disk, not ended, and counted.
+            Some(bio) => Some(Self {
+                bio,
+                _driver: PhantomData,
+            }),
+            None => {
+                // SAFETY: The bio was counted and has been ended by the block layer.
+                unsafe { (*shared).put_inflight() };
+                None
+            }
+        }
+    }
+
     fn shared(&self) -> ArcBorrow<'_, DiskShared<T>> {
         // SAFETY: By the type invariant the bio belongs to a live `Disk<T>`, whose
         // `private_data` holds an `Arc<DiskShared<T>>` for longer than `self`.

@@ -18,6 +18,19 @@ pub fn open(path: &str, direct: bool) -> io::Result<File> {
     options.open(path)
 }
 
+/// Creates (or opens) the regular file `path` with `O_DIRECT` and makes it `len` bytes.
+pub fn create(path: &str, len: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?;
+    file.set_len(len)?;
+    Ok(file)
+}
+
 /// Writes all of `buf` at `offset`; a short write is an error.
 ///
 /// # Safety
@@ -38,6 +51,77 @@ pub unsafe fn read_at_raw(file: &File, buf: *mut u8, len: usize, offset: u64) ->
     // SAFETY: The caller guarantees `buf` is valid for `len` bytes.
     let n = unsafe { libc::pread(file.as_raw_fd(), buf.cast(), len, offset as libc::off_t) };
     check(n, len)
+}
+
+/// Writes `len` bytes from `buf` at `offset` with one `pwritev`, cut into iovecs of the
+/// sizes in `pieces` (repeated; the last is shortened to fit).
+///
+/// # Safety
+///
+/// `buf` must be valid for reads of `len` bytes for the duration of the call.
+pub unsafe fn writev_at_raw(
+    file: &File,
+    buf: *const u8,
+    len: usize,
+    pieces: &[usize],
+    offset: u64,
+) -> io::Result<()> {
+    let iov = iovecs(buf.cast_mut(), len, pieces);
+    // SAFETY: Each iovec lies within `buf`, valid for `len` bytes by the caller's promise.
+    let n = unsafe {
+        libc::pwritev(
+            file.as_raw_fd(),
+            iov.as_ptr(),
+            iov.len() as i32,
+            offset as libc::off_t,
+        )
+    };
+    check(n, len)
+}
+
+/// Reads `len` bytes at `offset` into `buf` with one `preadv`, cut like
+/// [`writev_at_raw`].
+///
+/// # Safety
+///
+/// `buf` must be valid for writes of `len` bytes for the duration of the call.
+pub unsafe fn readv_at_raw(
+    file: &File,
+    buf: *mut u8,
+    len: usize,
+    pieces: &[usize],
+    offset: u64,
+) -> io::Result<()> {
+    let iov = iovecs(buf, len, pieces);
+    // SAFETY: Each iovec lies within `buf`, valid for `len` bytes by the caller's promise.
+    let n = unsafe {
+        libc::preadv(
+            file.as_raw_fd(),
+            iov.as_ptr(),
+            iov.len() as i32,
+            offset as libc::off_t,
+        )
+    };
+    check(n, len)
+}
+
+/// Cuts `len` bytes at `buf` into iovecs of the sizes in `pieces`, repeated.
+fn iovecs(buf: *mut u8, len: usize, pieces: &[usize]) -> Vec<libc::iovec> {
+    let mut iov = Vec::new();
+    let mut at = 0;
+    for &piece in pieces.iter().cycle() {
+        if at >= len {
+            break;
+        }
+        let n = piece.min(len - at);
+        iov.push(libc::iovec {
+            // The pointer stays within the caller's buffer: `at < len`.
+            iov_base: buf.wrapping_add(at).cast(),
+            iov_len: n,
+        });
+        at += n;
+    }
+    iov
 }
 
 fn check(n: isize, len: usize) -> io::Result<()> {

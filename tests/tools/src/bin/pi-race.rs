@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! pi-race --dev PATH --op write|read|verify --size SIZE [--seconds S] [--offset OFF]
-//!         [--span SIZE] [--modifiers N]
+//!         [--span SIZE] [--modifiers N] [--stride N] [--create]
 //! ```
 //!
 //! `write` writes the buffer again and again while `--modifiers` threads (default 2) keep
-//! rewriting every 61st byte of it, each from its own start. `read` first writes the span
+//! rewriting every `--stride`th byte of it (default 61), each from its own start (thread
+//! `t` from byte `31 t mod stride`). `read` first writes the span
 //! cleanly, then reads it under the same rewriting. `verify` reads the span once, cleanly.
-//! I/O goes round the span (default 16 times the size) from `--offset`.
+//! I/O goes round the span (default 16 times the size) from `--offset`. With `--create`,
+//! PATH is a regular file, created if needed and sized to hold the span.
 //!
 //! On a device that checks protection information against data the submitter can still
 //! change, most such I/O fails with `EILSEQ`; through blkbounce none should. The result is
@@ -23,9 +25,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Distance between the bytes one modifier rewrites: odd, so it walks across every
-/// offset within a 512-byte integrity interval over time.
+/// Default distance between the bytes one modifier rewrites.
 const STRIDE: usize = 61;
+
+/// The largest write of the clean prefill before a read race.
+const PREFILL_PIECE: u64 = 1 << 20;
 
 #[derive(Default)]
 struct Counts {
@@ -62,17 +66,23 @@ impl Job {
         self.offset + (i % self.blocks) * self.size as u64
     }
 
-    /// Writes every block of the span with its pattern, no rewriting; returns failures.
+    /// Writes the whole span with its pattern, no rewriting, in pieces of up to 1 MiB;
+    /// returns the failed writes.
     fn prefill(&self) -> u64 {
-        let mut buf = Buffer::new(self.size);
+        let span = self.blocks * self.size as u64;
+        let piece = span.min(PREFILL_PIECE);
+        let mut buf = Buffer::new(piece as usize);
         let mut failed = 0;
-        for i in 0..self.blocks {
-            let off = self.offset_of(i);
-            pattern::fill(buf.bytes_mut(), 1, off);
-            // SAFETY: `buf` is valid for `size` bytes and not shared.
-            if unsafe { device::write_at_raw(&self.file, buf.as_ptr(), self.size, off) }.is_err() {
+        let mut done = 0;
+        while done < span {
+            let len = piece.min(span - done) as usize;
+            let off = self.offset + done;
+            pattern::fill(&mut buf.bytes_mut()[..len], 1, off);
+            // SAFETY: `buf` is valid for `len` bytes and not shared.
+            if unsafe { device::write_at_raw(&self.file, buf.as_ptr(), len, off) }.is_err() {
                 failed += 1;
             }
+            done += len as u64;
         }
         failed
     }
@@ -91,7 +101,7 @@ impl Job {
     }
 
     /// Runs reads or writes for `seconds` while `modifiers` threads rewrite the buffer.
-    fn race(&self, write: bool, seconds: f64, modifiers: usize) -> Counts {
+    fn race(&self, write: bool, seconds: f64, modifiers: usize, stride: usize) -> Counts {
         let buf = Buffer::new(self.size);
         let stop = AtomicBool::new(false);
         let mut counts = Counts::default();
@@ -100,9 +110,9 @@ impl Job {
                 let (buf, stop) = (&buf, &stop);
                 s.spawn(move || {
                     let bytes = buf.atomics();
-                    let start = (t * 31) % STRIDE;
+                    let start = (t * 31) % stride;
                     while !stop.load(Ordering::Relaxed) {
-                        for b in bytes.iter().skip(start).step_by(STRIDE) {
+                        for b in bytes.iter().skip(start).step_by(stride) {
                             b.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -130,7 +140,7 @@ impl Job {
 }
 
 fn run() -> Result<(), String> {
-    let args = Args::parse(&[])?;
+    let args = Args::parse(&["create"])?;
     let dev = args.required("dev")?;
     let op = args.required("op")?;
     let size = args.size("size", 4096)? as usize;
@@ -144,13 +154,22 @@ fn run() -> Result<(), String> {
         .unwrap_or("2")
         .parse()
         .map_err(|_| "--modifiers takes a number".to_string())?;
+    let stride = args.size("stride", STRIDE as u64)? as usize;
     let offset = args.size("offset", 0)?;
     let span = args.size("span", 16 * size as u64)?;
+    if stride == 0 {
+        return Err("--stride must be positive".into());
+    }
     if size == 0 || !size.is_multiple_of(4096) || span < size as u64 || !offset.is_multiple_of(4096)
     {
         return Err("--size, --span and --offset must be multiples of 4096, span >= size".into());
     }
-    let file = device::open(dev, true).map_err(|e| format!("{dev}: {e}"))?;
+    let file = if args.flag("create") {
+        device::create(dev, offset + span)
+    } else {
+        device::open(dev, true)
+    }
+    .map_err(|e| format!("{dev}: {e}"))?;
     let job = Job {
         file,
         size,
@@ -160,10 +179,10 @@ fn run() -> Result<(), String> {
 
     let mut line = format!("pi-race dev={dev} op={op} size={size}");
     let counts = match op {
-        "write" => job.race(true, seconds, modifiers),
+        "write" => job.race(true, seconds, modifiers, stride),
         "read" => {
             line += &format!(" prefill_failed={}", job.prefill());
-            job.race(false, seconds, modifiers)
+            job.race(false, seconds, modifiers, stride)
         }
         "verify" => job.verify(),
         _ => return Err(format!("unknown --op '{op}' (write, read or verify)")),

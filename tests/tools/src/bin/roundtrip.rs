@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! roundtrip --write-dev A --read-dev B [--write-mode direct|buffered]
-//!           [--read-mode direct|buffered] [--seed N]
+//!           [--read-mode direct|buffered] [--seed N] [--iovecs]
 //! ```
 //!
 //! The ranges cover several offsets and sizes from 4 KiB to 1 MiB, the device's last
@@ -13,6 +13,10 @@
 //! enclosing aligned range. Buffered writes are synced, and the reading device's page cache
 //! is dropped first, so every comparison sees the device's data. Prints one line per
 //! mismatch and a summary; exits 1 on any mismatch or I/O error.
+//!
+//! With `--iovecs`, direct I/O goes through one `pwritev` or `preadv` per range, cut into
+//! iovecs of 512 to 8192 bytes, most of them smaller than a page, in a buffer that starts
+//! 512 bytes past a page boundary.
 
 use blkbounce_tests::{args::Args, buffer::Buffer, device, pattern};
 use std::io::{Seek, SeekFrom};
@@ -30,6 +34,10 @@ const ALIGNED: &[(u64, u64)] = &[
     (5 << 20, 12288),
 ];
 const UNALIGNED: &[(u64, u64)] = &[(513, 1000), (8191, 2), (7 << 20 | 100, 70000)];
+/// The iovec sizes of `--iovecs`, repeated.
+const IOVEC_PIECES: &[usize] = &[512, 3584, 1024, 3072, 4096, 8192, 1536, 2560];
+/// Where `--iovecs` buffers start past a page boundary.
+const IOVEC_MEM_OFFSET: usize = 512;
 
 fn mode(args: &Args, key: &str) -> Result<bool, String> {
     match args.get(key).unwrap_or("direct") {
@@ -40,7 +48,8 @@ fn mode(args: &Args, key: &str) -> Result<bool, String> {
 }
 
 fn run() -> Result<bool, String> {
-    let args = Args::parse(&[])?;
+    let args = Args::parse(&["iovecs"])?;
+    let iovecs = args.flag("iovecs");
     let write_dev = args.required("write-dev")?;
     let read_dev = args.required("read-dev")?;
     let write_direct = mode(&args, "write-mode")?;
@@ -69,10 +78,20 @@ fn run() -> Result<bool, String> {
         let mut data = vec![0u8; len as usize];
         pattern::fill(&mut data, seed, offset);
         let written = if write_direct {
-            let mut buf = Buffer::new(len as usize);
+            let mut buf = if iovecs {
+                Buffer::with_offset(len as usize, IOVEC_MEM_OFFSET)
+            } else {
+                Buffer::new(len as usize)
+            };
             buf.bytes_mut().copy_from_slice(&data);
             // SAFETY: `buf` is valid for `len` bytes and not shared.
-            unsafe { device::write_at_raw(&writer, buf.as_ptr(), len as usize, offset) }
+            unsafe {
+                if iovecs {
+                    device::writev_at_raw(&writer, buf.as_ptr(), buf.len(), IOVEC_PIECES, offset)
+                } else {
+                    device::write_at_raw(&writer, buf.as_ptr(), buf.len(), offset)
+                }
+            }
         } else {
             device::write_all_at(&writer, &data, offset).and_then(|()| writer.sync_all())
         };
@@ -84,10 +103,20 @@ fn run() -> Result<bool, String> {
 
         let start = offset / BLOCK * BLOCK;
         let end = (offset + len).div_ceil(BLOCK) * BLOCK;
-        let mut buf = Buffer::new((end - start) as usize);
+        let mut buf = if iovecs {
+            Buffer::with_offset((end - start) as usize, IOVEC_MEM_OFFSET)
+        } else {
+            Buffer::new((end - start) as usize)
+        };
         let read = if read_direct {
             // SAFETY: `buf` is valid for its length and not shared.
-            unsafe { device::read_at_raw(&reader, buf.as_ptr(), buf.len(), start) }
+            unsafe {
+                if iovecs {
+                    device::readv_at_raw(&reader, buf.as_ptr(), buf.len(), IOVEC_PIECES, start)
+                } else {
+                    device::read_at_raw(&reader, buf.as_ptr(), buf.len(), start)
+                }
+            }
         } else {
             device::drop_cache(&reader)
                 .and_then(|()| device::read_exact_at(&reader, buf.bytes_mut(), start))
@@ -107,9 +136,10 @@ fn run() -> Result<bool, String> {
         }
     }
     println!(
-        "roundtrip write={write_dev}({}) read={read_dev}({}) ranges={} ok={ok} bad={bad}",
+        "roundtrip write={write_dev}({}) read={read_dev}({}){} ranges={} ok={ok} bad={bad}",
         if write_direct { "direct" } else { "buffered" },
         if read_direct { "direct" } else { "buffered" },
+        if iovecs { " iovecs" } else { "" },
         ranges.len()
     );
     Ok(bad == 0)

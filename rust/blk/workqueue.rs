@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! An owned workqueue (`alloc_workqueue` / `destroy_workqueue`).
+//!
+//! `kernel::workqueue` has no owned queue; I/O completion work needs `WQ_MEM_RECLAIM`,
+//! which the system queues lack.
+
+use core::ptr::NonNull;
+use kernel::{bindings, prelude::*};
+
+/// A workqueue with a rescuer thread (`WQ_MEM_RECLAIM`), so its work runs even when no new
+/// worker can be created under memory pressure.
+///
+/// # Invariants
+///
+/// `wq` came from `alloc_workqueue` and is destroyed on drop, which waits for its work.
+pub(crate) struct Workqueue {
+    wq: NonNull<bindings::workqueue_struct>,
+}
+
+// SAFETY: Work may be queued from any context and thread.
+unsafe impl Send for Workqueue {}
+// SAFETY: See above.
+unsafe impl Sync for Workqueue {}
+
+impl Workqueue {
+    /// Creates a per-CPU, high priority, memory-reclaim-safe queue named `prefix/name`.
+    pub(crate) fn new(prefix: &CStr, name: &CStr) -> Result<Self> {
+        let flags = bindings::wq_flags_WQ_PERCPU
+            | bindings::wq_flags_WQ_MEM_RECLAIM
+            | bindings::wq_flags_WQ_HIGHPRI;
+        // SAFETY: The format takes two strings, both NUL-terminated.
+        let wq = unsafe {
+            bindings::alloc_workqueue_noprof(
+                c"%s/%s".as_char_ptr(),
+                flags,
+                0,
+                prefix.as_char_ptr(),
+                name.as_char_ptr(),
+            )
+        };
+        // INVARIANT: A non-null queue was just allocated.
+        Ok(Self {
+            wq: NonNull::new(wq).ok_or(ENOMEM)?,
+        })
+    }
+
+    /// Queues `work` (on the current CPU where possible).
+    ///
+    /// # Safety
+    ///
+    /// `work` must be an initialised work item that stays valid until its function has
+    /// run, and must not be queued already.
+    pub(super) unsafe fn queue_raw(&self, work: *mut bindings::work_struct) {
+        // SAFETY: By the type invariant the queue is alive; the caller vouches for `work`.
+        unsafe {
+            bindings::queue_work_on(
+                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
+                self.wq.as_ptr(),
+                work,
+            )
+        };
+    }
+}
+
+impl Drop for Workqueue {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the queue is alive; destroying it drains it first.
+        unsafe { bindings::destroy_workqueue(self.wq.as_ptr()) };
+    }
+}
