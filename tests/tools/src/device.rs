@@ -53,54 +53,30 @@ pub unsafe fn read_at_raw(file: &File, buf: *mut u8, len: usize, offset: u64) ->
     check(n, len)
 }
 
-/// Writes `len` bytes from `buf` at `offset` with one `pwritev`, cut into iovecs of the
-/// sizes in `pieces` (repeated; the last is shortened to fit).
+/// Writes (`write`) or reads `len` bytes at `offset` from or into `buf` with one
+/// `pwritev` or `preadv`, cut into iovecs of the sizes in `pieces` (repeated; the last is
+/// shortened to fit).
 ///
 /// # Safety
 ///
-/// `buf` must be valid for reads of `len` bytes for the duration of the call.
-pub unsafe fn writev_at_raw(
-    file: &File,
-    buf: *const u8,
-    len: usize,
-    pieces: &[usize],
-    offset: u64,
-) -> io::Result<()> {
-    let iov = iovecs(buf.cast_mut(), len, pieces);
-    // SAFETY: Each iovec lies within `buf`, valid for `len` bytes by the caller's promise.
-    let n = unsafe {
-        libc::pwritev(
-            file.as_raw_fd(),
-            iov.as_ptr(),
-            iov.len() as i32,
-            offset as libc::off_t,
-        )
-    };
-    check(n, len)
-}
-
-/// Reads `len` bytes at `offset` into `buf` with one `preadv`, cut like
-/// [`writev_at_raw`].
-///
-/// # Safety
-///
-/// `buf` must be valid for writes of `len` bytes for the duration of the call.
-pub unsafe fn readv_at_raw(
+/// `buf` must be valid for reads and writes of `len` bytes for the duration of the call.
+pub unsafe fn vectored_at_raw(
     file: &File,
     buf: *mut u8,
     len: usize,
     pieces: &[usize],
     offset: u64,
+    write: bool,
 ) -> io::Result<()> {
     let iov = iovecs(buf, len, pieces);
+    let (fd, count, off) = (file.as_raw_fd(), iov.len() as i32, offset as libc::off_t);
     // SAFETY: Each iovec lies within `buf`, valid for `len` bytes by the caller's promise.
     let n = unsafe {
-        libc::preadv(
-            file.as_raw_fd(),
-            iov.as_ptr(),
-            iov.len() as i32,
-            offset as libc::off_t,
-        )
+        if write {
+            libc::pwritev(fd, iov.as_ptr(), count, off)
+        } else {
+            libc::preadv(fd, iov.as_ptr(), count, off)
+        }
     };
     check(n, len)
 }

@@ -87,7 +87,8 @@ fn run() -> Result<bool, String> {
             // SAFETY: `buf` is valid for `len` bytes and not shared.
             unsafe {
                 if iovecs {
-                    device::writev_at_raw(&writer, buf.as_ptr(), buf.len(), IOVEC_PIECES, offset)
+                    let (ptr, n) = (buf.as_ptr(), buf.len());
+                    device::vectored_at_raw(&writer, ptr, n, IOVEC_PIECES, offset, true)
                 } else {
                     device::write_at_raw(&writer, buf.as_ptr(), buf.len(), offset)
                 }
@@ -112,7 +113,8 @@ fn run() -> Result<bool, String> {
             // SAFETY: `buf` is valid for its length and not shared.
             unsafe {
                 if iovecs {
-                    device::readv_at_raw(&reader, buf.as_ptr(), buf.len(), IOVEC_PIECES, start)
+                    let (ptr, n) = (buf.as_ptr(), buf.len());
+                    device::vectored_at_raw(&reader, ptr, n, IOVEC_PIECES, start, false)
                 } else {
                     device::read_at_raw(&reader, buf.as_ptr(), buf.len(), start)
                 }
