@@ -3,9 +3,10 @@
 //! Safe wrappers over the C block layer and configfs: the only place with `unsafe` code.
 //!
 //! The upstream `kernel::block` crate covers blk-mq drivers only. A stacking, bio-based
-//! driver needs bios, bio sets, a bio-based disk and an exclusively opened lower device;
-//! this module provides them, in the style of `rust/kernel/block/mq/`. The driver logic
-//! above it is safe Rust.
+//! driver needs bios, bio sets, a bio-based disk and an exclusively opened lower device,
+//! and a bouncing one also bounce bios, a page mempool and a workqueue of its own; this
+//! module provides them, in the style of `rust/kernel/block/mq/`. The driver logic above
+//! it is safe Rust.
 
 pub(crate) mod bio;
 pub(crate) mod bioset;
