@@ -16,7 +16,7 @@ use kernel::{
     static_lock_class,
     sync::{
         atomic::{Atomic, Full},
-        Arc, ArcBorrow, Completion,
+        Arc, Completion,
     },
     types::ForeignOwnable,
 };
@@ -210,20 +210,30 @@ pub(crate) struct SubmittedBio<T: BioDriver> {
 // SAFETY: The bio may be ended from any thread, e.g. a completion handler or a worker.
 unsafe impl<T: BioDriver> Send for SubmittedBio<T> {}
 
-/// Returns the driver data of the disk `bio` was submitted to.
+/// Returns what the disk `bio` was submitted to shares with its bios.
 ///
 /// # Safety
 ///
 /// `bio` must be a bio submitted to a `Disk<T>` and not yet ended; the reference must not
 /// outlive it.
-pub(super) unsafe fn driver_of<'a, T: BioDriver>(bio: *mut bindings::bio) -> &'a T {
+unsafe fn shared_of<'a, T: BioDriver>(bio: *mut bindings::bio) -> &'a DiskShared<T> {
     // SAFETY: By the safety requirements the disk is a live `Disk<T>`, whose
     // `private_data` holds an `Arc<DiskShared<T>>` for longer than the bio.
     unsafe {
         let disk = (*(*bio).bi_bdev).bd_disk;
         let shared: *const DiskShared<T> = &*Arc::<DiskShared<T>>::borrow((*disk).private_data);
-        &(*shared).driver
+        &*shared
     }
+}
+
+/// Returns the driver data of the disk `bio` was submitted to.
+///
+/// # Safety
+///
+/// As for [`shared_of`].
+pub(super) unsafe fn driver_of<'a, T: BioDriver>(bio: *mut bindings::bio) -> &'a T {
+    // SAFETY: The caller meets the requirements of `shared_of`.
+    unsafe { &shared_of::<T>(bio).driver }
 }
 
 impl<T: BioDriver> SubmittedBio<T> {
@@ -233,7 +243,7 @@ impl<T: BioDriver> SubmittedBio<T> {
     /// with an error.
     pub(crate) fn split_to_limits(self) -> Option<Self> {
         let this = ManuallyDrop::new(self);
-        let shared: *const DiskShared<T> = &*this.shared();
+        let shared: *const DiskShared<T> = this.shared();
         // SAFETY: The bio is valid and not ended. If a front is split off, it is a new bio
         // of the same disk that stands in for this one in the count: this one comes back
         // through `submit_bio` and is counted again there.
@@ -252,21 +262,15 @@ impl<T: BioDriver> SubmittedBio<T> {
         }
     }
 
-    fn shared(&self) -> ArcBorrow<'_, DiskShared<T>> {
-        // SAFETY: By the type invariant the bio belongs to a live `Disk<T>`, whose
-        // `private_data` holds an `Arc<DiskShared<T>>` for longer than `self`.
-        unsafe {
-            let disk = (*(*self.bio.as_ptr()).bi_bdev).bd_disk;
-            Arc::<DiskShared<T>>::borrow((*disk).private_data)
-        }
+    fn shared(&self) -> &DiskShared<T> {
+        // SAFETY: By the type invariant the bio belongs to a live `Disk<T>` and is not
+        // ended while `self` lives.
+        unsafe { shared_of(self.bio.as_ptr()) }
     }
 
     /// Returns the driver data of the disk the bio was submitted to.
     pub(crate) fn driver(&self) -> &T {
-        let driver: *const T = &self.shared().driver;
-        // SAFETY: `DiskShared<T>` outlives `self` by the type invariant, so the reference
-        // may have the lifetime of `&self`.
-        unsafe { &*driver }
+        &self.shared().driver
     }
 
     /// Returns the raw bio, for the other wrappers of this module.
@@ -296,7 +300,7 @@ impl<T: BioDriver> SubmittedBio<T> {
     /// Completes the bio with `status`.
     pub(crate) fn end(self, status: BlkStatus) {
         let this = ManuallyDrop::new(self);
-        let shared: *const DiskShared<T> = &*this.shared();
+        let shared: *const DiskShared<T> = this.shared();
         let raw = this.bio.as_ptr();
         // SAFETY: By the type invariant the bio is valid and not ended; it is ended once,
         // here, as `self` is consumed.

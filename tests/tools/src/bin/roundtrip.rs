@@ -19,7 +19,8 @@
 //! 512 bytes past a page boundary.
 
 use blkbounce_tests::{args::Args, buffer::Buffer, device, pattern};
-use std::io::{Seek, SeekFrom};
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
 use std::process::ExitCode;
 
 const BLOCK: u64 = 4096;
@@ -45,6 +46,23 @@ fn mode(args: &Args, key: &str) -> Result<bool, String> {
         "buffered" => Ok(false),
         m => Err(format!("--{key} is direct or buffered, not '{m}'")),
     }
+}
+
+/// A buffer for direct I/O: page aligned, or 512 bytes past a page with `iovecs`.
+fn direct_buffer(len: usize, iovecs: bool) -> Buffer {
+    if iovecs {
+        Buffer::with_offset(len, IOVEC_MEM_OFFSET)
+    } else {
+        Buffer::new(len)
+    }
+}
+
+/// Writes (`write`) or reads all of `buf` at `offset`, in one piece or in iovecs.
+fn direct_io(file: &File, buf: &Buffer, offset: u64, iovecs: bool, write: bool) -> io::Result<()> {
+    let (ptr, len) = (buf.as_ptr(), buf.len());
+    let pieces: &[usize] = if iovecs { IOVEC_PIECES } else { &[usize::MAX] };
+    // SAFETY: `buf` is valid for `len` bytes and not touched by anybody else meanwhile.
+    unsafe { device::vectored_at_raw(file, ptr, len, pieces, offset, write) }
 }
 
 fn run() -> Result<bool, String> {
@@ -78,21 +96,9 @@ fn run() -> Result<bool, String> {
         let mut data = vec![0u8; len as usize];
         pattern::fill(&mut data, seed, offset);
         let written = if write_direct {
-            let mut buf = if iovecs {
-                Buffer::with_offset(len as usize, IOVEC_MEM_OFFSET)
-            } else {
-                Buffer::new(len as usize)
-            };
+            let mut buf = direct_buffer(len as usize, iovecs);
             buf.bytes_mut().copy_from_slice(&data);
-            // SAFETY: `buf` is valid for `len` bytes and not shared.
-            unsafe {
-                if iovecs {
-                    let (ptr, n) = (buf.as_ptr(), buf.len());
-                    device::vectored_at_raw(&writer, ptr, n, IOVEC_PIECES, offset, true)
-                } else {
-                    device::write_at_raw(&writer, buf.as_ptr(), buf.len(), offset)
-                }
-            }
+            direct_io(&writer, &buf, offset, iovecs, true)
         } else {
             device::write_all_at(&writer, &data, offset).and_then(|()| writer.sync_all())
         };
@@ -104,21 +110,9 @@ fn run() -> Result<bool, String> {
 
         let start = offset / BLOCK * BLOCK;
         let end = (offset + len).div_ceil(BLOCK) * BLOCK;
-        let mut buf = if iovecs {
-            Buffer::with_offset((end - start) as usize, IOVEC_MEM_OFFSET)
-        } else {
-            Buffer::new((end - start) as usize)
-        };
+        let mut buf = direct_buffer((end - start) as usize, iovecs);
         let read = if read_direct {
-            // SAFETY: `buf` is valid for its length and not shared.
-            unsafe {
-                if iovecs {
-                    let (ptr, n) = (buf.as_ptr(), buf.len());
-                    device::vectored_at_raw(&reader, ptr, n, IOVEC_PIECES, start, false)
-                } else {
-                    device::read_at_raw(&reader, buf.as_ptr(), buf.len(), start)
-                }
-            }
+            direct_io(&reader, &buf, start, iovecs, false)
         } else {
             device::drop_cache(&reader)
                 .and_then(|()| device::read_exact_at(&reader, buf.bytes_mut(), start))
