@@ -5,7 +5,14 @@
 
 KERNEL ?= test
 
-.PHONY: all toolchain kernel module clippy fmt fmt-check tools check demo clean
+# make stress: seconds of load (the README quotes a 10-minute run).
+DURATION ?= 600
+
+# make xfstests: a built xfstests checkout, and what its check runs.
+XFSTESTS_DIR ?=
+TESTS ?= -g quick
+
+.PHONY: all toolchain kernel module clippy fmt fmt-check tools check stress bench xfstests demo clean
 
 all: module
 
@@ -34,6 +41,15 @@ tools:
 
 check:
 	scripts/check
+
+stress:
+	BLKBOUNCE_STRESS_SECONDS=$(DURATION) scripts/check stress/001
+
+bench:
+	scripts/bench
+
+xfstests:
+	scripts/xfstests "$(XFSTESTS_DIR)" $(TESTS)
 
 demo:
 	scripts/demo

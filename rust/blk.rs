@@ -28,6 +28,9 @@ mod helpers {
     extern "C" {
         pub(super) fn blkbounce_disk_openers(disk: *mut bindings::gendisk) -> u32;
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
+        pub(super) fn blkbounce_bdev_holder(
+            bdev: *mut bindings::block_device,
+        ) -> *mut kernel::ffi::c_void;
         pub(super) fn blkbounce_page_order(page: *mut bindings::page) -> u32;
         pub(super) fn blkbounce_page_maybe_dma_pinned(page: *mut bindings::page) -> bool;
     }

@@ -178,6 +178,14 @@ impl DeviceConfig {
         let lower = LowerDevice::open(path, self).inspect_err(|e| {
             pr_err!("{name}: cannot open backing {}: {e:?}\n", &**path);
         })?;
+        // The node may have been given to a blkbounce disk since `backing` was written.
+        if lower.is_ours() {
+            pr_err!(
+                "{name}: cannot enable: backing {} is a blkbounce disk\n",
+                &**path
+            );
+            return Err(ELOOP);
+        }
         let disk =
             BounceDevice::create(disk_name, lower, state.mode, state.trace).inspect_err(|e| {
                 pr_err!("{name}: cannot create the disk: {e:?}\n");
@@ -265,9 +273,20 @@ impl AttributeOperations<0> for DeviceConfig {
             return Err(EINVAL);
         }
         let path = text::to_cstring(value)?;
-        LowerDevice::check_path(&path).inspect_err(|e| {
+        let inspection = LowerDevice::inspect(&path).inspect_err(|e| {
             pr_err!("{name}: backing {}: not a block device: {e:?}\n", &*path);
         })?;
+        if inspection.is_ours {
+            pr_err!(
+                "{name}: backing {}: is a blkbounce disk; blkbounce does not stack on itself\n",
+                &*path
+            );
+            return Err(ELOOP);
+        }
+        if inspection.is_held {
+            pr_err!("{name}: backing {}: held exclusively (mounted, or used by md, dm or another blkbounce device)\n", &*path);
+            return Err(EBUSY);
+        }
         state.backing = Some(path);
         Ok(())
     }

@@ -178,6 +178,9 @@ impl BounceDevice {
         while buffer.size() < size {
             let left = size - buffer.size();
             let chunk = self.alloc_chunk(chunking::chunk_order(left, max_order), gfp)?;
+            if chunk.came_from_pool() {
+                self.stats.reserve_page();
+            }
             // Once an order is not to be had, do not ask for it again for this bio.
             max_order = chunk.order();
             let len = left.min(chunk.size() as u32);

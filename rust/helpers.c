@@ -20,6 +20,13 @@ sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev)
 	return bdev_nr_sectors(bdev);
 }
 
+void *blkbounce_bdev_holder(struct block_device *bdev);
+
+void *blkbounce_bdev_holder(struct block_device *bdev)
+{
+	return READ_ONCE(bdev->bd_holder);
+}
+
 unsigned int blkbounce_page_order(struct page *page);
 bool blkbounce_page_maybe_dma_pinned(struct page *page);
 

@@ -19,6 +19,7 @@ pub(crate) struct Stats {
     bounced_write_bytes: Atomic<u64>,
     passthrough_bios: Atomic<u64>,
     passthrough_bytes: Atomic<u64>,
+    reserve_pages: Atomic<u64>,
     reserve_fallbacks: Atomic<u64>,
     nowait_again: Atomic<u64>,
     errors: Atomic<u64>,
@@ -37,6 +38,7 @@ impl Stats {
             bounced_write_bytes: Atomic::new(0),
             passthrough_bios: Atomic::new(0),
             passthrough_bytes: Atomic::new(0),
+            reserve_pages: Atomic::new(0),
             reserve_fallbacks: Atomic::new(0),
             nowait_again: Atomic::new(0),
             errors: Atomic::new(0),
@@ -63,6 +65,12 @@ impl Stats {
         self.bounced_write_bios.fetch_add(1, Relaxed);
         self.bounced_write_bytes
             .fetch_add(u64::from(bytes), Relaxed);
+    }
+
+    /// Counts a bounce page asked of the reserve pool because the page allocator had none
+    /// at once.
+    pub(crate) fn reserve_page(&self) {
+        self.reserve_pages.fetch_add(1, Relaxed);
     }
 
     /// Counts a bio whose bounce memory came from the reserve, one bio at a time, after the
@@ -103,6 +111,7 @@ impl Stats {
             bounced_write_bytes: self.bounced_write_bytes.load(Relaxed),
             passthrough_bios: self.passthrough_bios.load(Relaxed),
             passthrough_bytes: self.passthrough_bytes.load(Relaxed),
+            reserve_pages: self.reserve_pages.load(Relaxed),
             reserve_fallbacks: self.reserve_fallbacks.load(Relaxed),
             nowait_again: self.nowait_again.load(Relaxed),
             errors: self.errors.load(Relaxed),
@@ -126,6 +135,8 @@ pub(crate) struct StatsSnapshot {
     pub(crate) passthrough_bios: u64,
     /// Bytes of data in those bios.
     pub(crate) passthrough_bytes: u64,
+    /// Bounce pages asked of the reserve pool because the page allocator had none at once.
+    pub(crate) reserve_pages: u64,
     /// Bounced bios that waited for the page reserve.
     pub(crate) reserve_fallbacks: u64,
     /// `REQ_NOWAIT` bios failed with `BLK_STS_AGAIN` for want of memory.
@@ -146,6 +157,7 @@ impl fmt::Display for StatsSnapshot {
         writeln!(f, "bounced_write_bytes {}", self.bounced_write_bytes)?;
         writeln!(f, "passthrough_bios {}", self.passthrough_bios)?;
         writeln!(f, "passthrough_bytes {}", self.passthrough_bytes)?;
+        writeln!(f, "reserve_pages {}", self.reserve_pages)?;
         writeln!(f, "reserve_fallbacks {}", self.reserve_fallbacks)?;
         writeln!(f, "nowait_again {}", self.nowait_again)?;
         writeln!(f, "errors {}", self.errors)?;
@@ -167,12 +179,14 @@ mod tests {
         stats.bounced_read(8192);
         stats.bounced_write(512);
         stats.failed();
+        stats.reserve_page();
         let s = stats.snapshot();
         assert_eq!(s.passthrough_bios, 2);
         assert_eq!(s.passthrough_bytes, 4096);
         assert_eq!((s.bounced_read_bios, s.bounced_read_bytes), (1, 8192));
         assert_eq!((s.bounced_write_bios, s.bounced_write_bytes), (1, 512));
         assert_eq!(s.errors, 1);
+        assert_eq!((s.reserve_pages, s.reserve_fallbacks), (1, 0));
     }
 
     #[test]

@@ -3,8 +3,26 @@
 
 CONFIGFS=/sys/kernel/config/blkbounce
 TOOLS=$REPO_ROOT/tests/tools/target/release
-# The PI NVMe namespace the cases stack on.
-NVME=/dev/nvme0n1
+# Prints the device path of namespace NSID of the NVMe controller with serial SERIAL
+# (scripts/vm-run names them), or fails. Controller numbers depend on probe order.
+nvme_ns() {
+	local ctrl ns
+	for ctrl in /sys/class/nvme/nvme*; do
+		[ "$(tr -d ' ' <"$ctrl/serial")" = "$1" ] || continue
+		for ns in "$ctrl"/nvme*n*; do
+			[ "$(cat "$ns/nsid" 2>/dev/null)" = "$2" ] && echo "/dev/${ns##*/}" && return 0
+		done
+	done
+	return 1
+}
+
+# The PI NVMe namespaces the cases stack on: NVME always, NVME2 when vm-run gave a second
+# namespace (--nvme-count 2); SPARE_NVME is the one of the spare controller (--spare-nvme).
+NVME=$(nvme_ns blkbounce-pi 1)
+NVME2=$(nvme_ns blkbounce-pi 2)
+SPARE_NVME=$(nvme_ns blkbounce-spare 1)
+# The disk's name under /sys/block.
+NVME_DISK=${NVME#/dev/}
 
 # Prints a figure line: it shows up in the suite's report under the case.
 figure() {
@@ -88,4 +106,61 @@ bb_stat() {
 # Prints field KEY of a "key=value ..." line.
 field() {
 	tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"
+}
+
+# Sets the fault injection attributes ATTR to VALUE, pair by pair, of the debugfs
+# directory NAME (fail_make_request, failslab, fail_page_alloc); see
+# Documentation/fault-injection/fault-injection.rst.
+fault_set() {
+	local dir=/sys/kernel/debug/$1
+	shift
+	while [ $# -ge 2 ]; do
+		echo "$2" >"$dir/$1" || return 1
+		shift 2
+	done
+}
+
+# Runs CMD with fault injection's task filter aimed at it (and its children).
+as_fault_target() {
+	sh -c 'echo 1 >/proc/self/make-it-fail && exec "$@"' sh "$@"
+}
+
+# Waits for udev to finish with new and removed disks, if udev runs.
+settle() {
+	command -v udevadm >/dev/null && udevadm settle --timeout=30 2>/dev/null
+	return 0
+}
+
+# Runs the kernel's memory leak detector and fails if it reports anything. Objects must be
+# 5 s old and seen unreferenced twice to count; call kmemleak_clear before the work.
+kmemleak_check() {
+	local f=/sys/kernel/debug/kmemleak leaks
+	[ -w $f ] || { echo "kmemleak not available"; return 0; }
+	echo scan >$f
+	sleep 6
+	echo scan >$f
+	leaks=$(grep -c '^unreferenced object' $f)
+	figure "kmemleak: $leaks unreferenced objects"
+	[ "$leaks" = 0 ] || { head -40 $f; fail "kmemleak reports leaks"; }
+}
+
+kmemleak_clear() {
+	[ -w /sys/kernel/debug/kmemleak ] && echo clear >/sys/kernel/debug/kmemleak
+	return 0
+}
+
+# Runs a fio verify job on FILE with extra options; prints a summary line. With
+# FIO_AS_FAULT_TARGET=1, fio runs as the target of fault injection's task filter.
+fio_verify() {
+	local name=$1 file=$2 out runner=()
+	shift 2
+	[ "${FIO_AS_FAULT_TARGET:-0}" = 1 ] && runner=(as_fault_target)
+	out=$("${runner[@]}" fio --name="$name" --filename="$file" --size=4m --verify=crc32c --do_verify=1 \
+		--verify_fatal=1 --output-format=terse --terse-version=3 "$@" 2>&1)
+	local status=$?
+	if [ $status -ne 0 ] || grep -qi "verify: bad\|bad magic\|error" <<<"$out"; then
+		echo "$out" | tail -20
+		return 1
+	fi
+	figure "fio $name: ok ($*)"
 }

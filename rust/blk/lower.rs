@@ -6,8 +6,18 @@ use super::helpers;
 use core::ptr::NonNull;
 use kernel::{bindings, prelude::*};
 
-/// `BLK_OPEN_READ | BLK_OPEN_WRITE` (`include/linux/blkdev.h`).
-const OPEN_READ_WRITE: bindings::blk_mode_t = (1 << 0) | (1 << 1);
+/// `BLK_OPEN_READ` (`include/linux/blkdev.h`).
+const OPEN_READ: bindings::blk_mode_t = 1 << 0;
+/// `BLK_OPEN_READ | BLK_OPEN_WRITE`.
+const OPEN_READ_WRITE: bindings::blk_mode_t = OPEN_READ | (1 << 1);
+
+/// What [`LowerDevice::inspect`] found out about a block device.
+pub(crate) struct Inspection {
+    /// Its disk is one of this module's: stacking on it would bounce twice, or loop.
+    pub(crate) is_ours: bool,
+    /// Somebody holds it exclusively (a mount, md, dm, another blkbounce device).
+    pub(crate) is_held: bool,
+}
 
 /// A block device opened for reading and writing, exclusively for one holder.
 ///
@@ -24,13 +34,33 @@ unsafe impl Send for LowerDevice {}
 unsafe impl Sync for LowerDevice {}
 
 impl LowerDevice {
-    /// Checks that `path` names a block device, without opening it.
+    /// Looks at the block device at `path` through a shared, read-only open.
     ///
-    /// Fails with `ENOENT` for a missing path and `ENOTBLK` for anything else.
-    pub(crate) fn check_path(path: &CStr) -> Result {
-        let mut dev: bindings::dev_t = 0;
-        // SAFETY: `path` is NUL-terminated and `dev` is valid for writes.
-        kernel::error::to_result(unsafe { bindings::lookup_bdev(path.as_char_ptr(), &mut dev) })
+    /// Fails with `ENOENT` for a missing path, `ENOTBLK` for anything but a block device
+    /// and `ENXIO` for a device without a disk behind it. Whether it is held is a snapshot:
+    /// [`LowerDevice::open`] is what claims it.
+    pub(crate) fn inspect(path: &CStr) -> Result<Inspection> {
+        // SAFETY: `path` is NUL-terminated. No holder: the open claims nothing.
+        let file = unsafe {
+            bindings::bdev_file_open_by_path(
+                path.as_char_ptr(),
+                OPEN_READ,
+                core::ptr::null_mut(),
+                core::ptr::null(),
+            )
+        };
+        let file = kernel::error::from_err_ptr(file)?;
+        // SAFETY: `file` is an open block device file.
+        let bdev = unsafe { bindings::file_bdev(file) };
+        let inspection = Inspection {
+            // SAFETY: The device is open, so its disk is valid.
+            is_ours: unsafe { is_ours(bdev) },
+            // SAFETY: The device is open.
+            is_held: unsafe { !helpers::blkbounce_bdev_holder(bdev).is_null() },
+        };
+        // SAFETY: `file` was opened above and is released once, here.
+        unsafe { bindings::bdev_fput(file) };
+        Ok(inspection)
     }
 
     /// Opens the block device at `path` exclusively for `holder`.
@@ -60,6 +90,12 @@ impl LowerDevice {
         unsafe { bindings::file_bdev(self.file.as_ptr()) }
     }
 
+    /// Returns `true` if the device's disk is one of this module's.
+    pub(crate) fn is_ours(&self) -> bool {
+        // SAFETY: The block device is valid while it is open.
+        unsafe { is_ours(self.as_raw()) }
+    }
+
     /// Returns the capacity in 512-byte sectors.
     pub(crate) fn nr_sectors(&self) -> u64 {
         // SAFETY: The block device is valid while it is open.
@@ -72,4 +108,15 @@ impl Drop for LowerDevice {
         // SAFETY: By the type invariant the file is open; it is released once, here.
         unsafe { bindings::bdev_fput(self.file.as_ptr()) };
     }
+}
+
+/// Returns `true` if the disk of `bdev` was registered by this module.
+///
+/// # Safety
+///
+/// `bdev` must be an open block device.
+unsafe fn is_ours(bdev: *mut bindings::block_device) -> bool {
+    // SAFETY: An open block device has a valid disk with valid operations.
+    let owner = unsafe { (*(*(*bdev).bd_disk).fops).owner };
+    owner == kernel::module::this_module::<crate::LocalModule>().as_ptr()
 }

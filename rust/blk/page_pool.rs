@@ -36,6 +36,7 @@ unsafe impl Sync for PagePool {}
 pub(crate) struct Chunk<'a> {
     page: NonNull<bindings::page>,
     order: u32,
+    from_pool: bool,
     pool: &'a PagePool,
 }
 
@@ -64,21 +65,29 @@ impl PagePool {
 
     /// Allocates a chunk of `1 << order` pages.
     ///
-    /// Order 0 comes from the pool: with [`Gfp::NoIo`] it waits for a page if it must and
-    /// never fails. Larger orders come from the page allocator and fail fast
-    /// (`__GFP_NORETRY`, no emergency reserves) whatever `gfp` says.
+    /// Every order is first asked of the page allocator, which fails fast
+    /// (`__GFP_NORETRY`, no emergency reserves) whatever `gfp` says. A single page then
+    /// comes from the pool ([`Chunk::came_from_pool`]): with [`Gfp::NoIo`] it waits for a page if
+    /// it must and never fails.
     pub(crate) fn alloc(&self, order: u32, gfp: Gfp) -> Option<Chunk<'_>> {
-        let page = if order == 0 {
-            // SAFETY: The pool is initialised; it hands out order-0 pages.
-            unsafe { bindings::mempool_alloc_noprof(self.pool.get(), gfp.as_raw()) }.cast()
-        } else {
-            // SAFETY: Allocating pages has no preconditions.
-            unsafe { bindings::alloc_pages_noprof(Gfp::HighOrder.as_raw(), order) }
+        // SAFETY: Allocating pages has no preconditions.
+        let page = unsafe { bindings::alloc_pages_noprof(Gfp::HighOrder.as_raw(), order) };
+        let (page, from_pool) = match NonNull::new(page) {
+            Some(page) => (page, false),
+            None if order == 0 => {
+                // SAFETY: The pool is initialised; it hands out order-0 pages.
+                let page = unsafe { bindings::mempool_alloc_noprof(self.pool.get(), gfp.as_raw()) };
+                (NonNull::new(page.cast())?, true)
+            }
+            None => return None,
         };
-        // INVARIANT: A non-null page is a new allocation of `order`, owned by the chunk.
-        NonNull::new(page).map(|page| Chunk {
+        // INVARIANT: `page` is a new allocation of `order`, owned by the chunk. Order-0 pages
+        // from the page allocator are what the pool's own allocation function returns, so
+        // they may go back through the pool too.
+        Some(Chunk {
             page,
             order,
+            from_pool,
             pool: self,
         })
     }
@@ -114,6 +123,12 @@ impl Chunk<'_> {
     /// Returns the chunk's order: it has `1 << order` pages.
     pub(crate) fn order(&self) -> u32 {
         self.order
+    }
+
+    /// Returns `true` if the page came from the pool because the page allocator had none at
+    /// once.
+    pub(crate) fn came_from_pool(&self) -> bool {
+        self.from_pool
     }
 
     /// Returns the chunk's size in bytes.

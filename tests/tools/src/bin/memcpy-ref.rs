@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! memcpy-ref: the machine's own memory copy speed, the reference for the CPU that
+//! bouncing costs per byte.
+//!
+//! ```text
+//! memcpy-ref [--chunk SIZE] [--span SIZE] [--seconds S]
+//! ```
+//!
+//! Copies `--span` bytes (default 64 MiB, beyond the caches, as I/O buffers are) from one
+//! buffer to another in pieces of `--chunk` bytes (default 4 KiB), again and again for
+//! `--seconds` (default 2), once with `rep movsb` (what the x86-64 kernel's `memcpy` runs on
+//! CPUs with fast short `rep movsb`) and once with the C library's `memcpy`. Prints one line
+//! of `key=value` pairs: MiB/s and ns per KiB for each.
+
+use blkbounce_tests::args::Args;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Copies `len` bytes from `src` to `dst` with `rep movsb`.
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `len` bytes, not overlapping.
+#[cfg(target_arch = "x86_64")]
+unsafe fn rep_movsb(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: The caller guarantees both ranges; `rep movsb` touches only them.
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn rep_movsb(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: As the caller guarantees.
+    unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+}
+
+/// Copies `src` into `dst` chunk by chunk for `seconds`; returns bytes copied per second.
+fn measure(
+    dst: &mut [u8],
+    src: &[u8],
+    chunk: usize,
+    seconds: f64,
+    copy: fn(&mut [u8], &[u8]),
+) -> f64 {
+    let deadline = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < deadline {
+        for (d, s) in dst.chunks_mut(chunk).zip(src.chunks(chunk)) {
+            copy(d, s);
+        }
+        bytes += src.len() as u64;
+    }
+    bytes as f64 / start.elapsed().as_secs_f64()
+}
+
+fn copy_rep_movsb(dst: &mut [u8], src: &[u8]) {
+    // SAFETY: Both slices are valid for `src.len()` bytes (zip gave equal chunks) and
+    // distinct.
+    unsafe { rep_movsb(dst.as_mut_ptr(), src.as_ptr(), src.len()) };
+}
+
+fn copy_libc(dst: &mut [u8], src: &[u8]) {
+    dst.copy_from_slice(src);
+}
+
+fn run() -> Result<(), String> {
+    let args = Args::parse(&[])?;
+    let chunk = args.size("chunk", 4096)? as usize;
+    let span = args.size("span", 64 << 20)? as usize;
+    let seconds: f64 = args
+        .get("seconds")
+        .unwrap_or("2")
+        .parse()
+        .map_err(|_| "--seconds takes a number".to_string())?;
+    if chunk == 0 || span < chunk || !span.is_multiple_of(chunk) {
+        return Err("--span must be a positive multiple of --chunk".into());
+    }
+    let src: Vec<u8> = (0..span).map(|i| i as u8).collect();
+    let mut dst = vec![0u8; span];
+    let mut line = format!("memcpy-ref chunk={chunk} span={span}");
+    for (name, copy) in [
+        ("rep_movsb", copy_rep_movsb as fn(&mut [u8], &[u8])),
+        ("libc", copy_libc),
+    ] {
+        let rate = measure(&mut dst, &src, chunk, seconds, copy);
+        line += &format!(
+            " {name}_mib_s={:.0} {name}_ns_per_kib={:.1}",
+            rate / (1 << 20) as f64,
+            1e9 * 1024.0 / rate
+        );
+    }
+    if dst != src {
+        return Err("the copy is wrong".into());
+    }
+    println!("{line}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("memcpy-ref: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
