@@ -27,7 +27,9 @@ pub(crate) trait BioDriver: Send + Sync + Sized + 'static {
     /// It must be the same device for as long as the driver data lives.
     fn lower(&self) -> &LowerDevice;
 
-    /// Handles a bio submitted to the disk; it must be ended, now or later.
+    /// Handles a bio submitted to the disk; it must be ended, now or later. The disk
+    /// declares `BLK_FEAT_NOWAIT`: a `REQ_NOWAIT` bio must not make the submitter sleep,
+    /// and is ended with `BLK_STS_AGAIN` where it would.
     fn submit_bio(&self, bio: SubmittedBio<Self>);
 }
 
@@ -80,6 +82,8 @@ pub(crate) struct DiskOptions {
 
 /// `BLK_FEAT_STABLE_WRITES` (`include/linux/blkdev.h`).
 const BLK_FEAT_STABLE_WRITES: bindings::blk_features_t = 1 << 5;
+/// `BLK_FEAT_NOWAIT`.
+const BLK_FEAT_NOWAIT: bindings::blk_features_t = 1 << 7;
 
 impl<T: BioDriver> Disk<T> {
     /// Creates the driver data, then the disk `name` over the driver's lower device, with
@@ -107,6 +111,10 @@ impl<T: BioDriver> Disk<T> {
         // Stacking keeps the larger alignment, and the default is 511: start from none, so
         // the disk asks exactly what the lower device asks of the pages it is given.
         lim.dma_alignment = 0;
+        // Drivers end `REQ_NOWAIT` bios with `BLK_STS_AGAIN` rather than block (see
+        // [`BioDriver::submit_bio`]); stacking keeps this only if the lower device has it
+        // too. Without it io_uring hands every I/O to a worker thread.
+        lim.features |= BLK_FEAT_NOWAIT;
         // SAFETY: `lim` is valid, the lower device is open, and `name` is NUL-terminated.
         unsafe {
             bindings::queue_limits_stack_bdev(&mut lim, lower.as_raw(), 0, name.as_char_ptr())
