@@ -51,6 +51,14 @@ impl Args {
         self.values.contains_key(key)
     }
 
+    /// Returns `--key` parsed as a number (integer or decimal, as `T` is), or `default`.
+    pub fn number<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, String> {
+        self.get(key).map_or(Ok(default), |text| {
+            text.parse()
+                .map_err(|_| format!("--{key} takes a number, not '{text}'"))
+        })
+    }
+
     /// Returns `--key` as a size (suffixes k, m, g: powers of 1024), or `default`.
     pub fn size(&self, key: &str, default: u64) -> Result<u64, String> {
         self.get(key).map_or(Ok(default), parse_size)
@@ -98,6 +106,8 @@ mod tests {
         assert!(args.flag("direct"));
         assert_eq!(args.size("size", 0), Ok(8192));
         assert_eq!(args.size("other", 7), Ok(7));
+        assert_eq!(args.number("other", 1.5), Ok(1.5));
+        assert!(args.number::<u64>("dev", 0).is_err());
         assert!(Args::parse_from(["stray".to_string()], &[]).is_err());
         assert!(Args::parse_from(["--dev".to_string()], &[]).is_err());
     }

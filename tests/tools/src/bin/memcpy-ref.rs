@@ -124,11 +124,7 @@ fn run() -> Result<(), String> {
     let args = Args::parse(&[])?;
     let chunk = args.size("chunk", 4096)? as usize;
     let span = args.size("span", 64 << 20)? as usize;
-    let seconds: f64 = args
-        .get("seconds")
-        .unwrap_or("2")
-        .parse()
-        .map_err(|_| "--seconds takes a number".to_string())?;
+    let seconds: f64 = args.number("seconds", 2.0)?;
     if chunk == 0 || !chunk.is_multiple_of(32) || span < chunk || !span.is_multiple_of(chunk) {
         return Err("--chunk must be a multiple of 32, --span a multiple of --chunk".into());
     }

@@ -21,16 +21,8 @@ const PAGE: usize = 4096;
 fn run() -> Result<u64, String> {
     let args = Args::parse(&[])?;
     let size = args.size("size", 256 << 20)? as usize;
-    let passes: u64 = args
-        .get("passes")
-        .unwrap_or("2")
-        .parse()
-        .map_err(|_| "--passes takes a number".to_string())?;
-    let seed: u64 = args
-        .get("seed")
-        .unwrap_or("1")
-        .parse()
-        .map_err(|_| "--seed takes a number".to_string())?;
+    let passes: u64 = args.number("passes", 2)?;
+    let seed: u64 = args.number("seed", 1)?;
     if size == 0 || !size.is_multiple_of(PAGE) {
         return Err("--size must be a positive multiple of 4096".into());
     }

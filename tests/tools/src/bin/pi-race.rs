@@ -144,16 +144,8 @@ fn run() -> Result<(), String> {
     let dev = args.required("dev")?;
     let op = args.required("op")?;
     let size = args.size("size", 4096)? as usize;
-    let seconds: f64 = args
-        .get("seconds")
-        .unwrap_or("3")
-        .parse()
-        .map_err(|_| "--seconds takes a number".to_string())?;
-    let modifiers: usize = args
-        .get("modifiers")
-        .unwrap_or("2")
-        .parse()
-        .map_err(|_| "--modifiers takes a number".to_string())?;
+    let seconds: f64 = args.number("seconds", 3.0)?;
+    let modifiers: usize = args.number("modifiers", 2)?;
     let stride = args.size("stride", STRIDE as u64)? as usize;
     let offset = args.size("offset", 0)?;
     let span = args.size("span", 16 * size as u64)?;

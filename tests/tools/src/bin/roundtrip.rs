@@ -72,11 +72,7 @@ fn run() -> Result<bool, String> {
     let read_dev = args.required("read-dev")?;
     let write_direct = mode(&args, "write-mode")?;
     let read_direct = mode(&args, "read-mode")?;
-    let seed: u64 = args
-        .get("seed")
-        .unwrap_or("1")
-        .parse()
-        .map_err(|_| "--seed takes a number".to_string())?;
+    let seed: u64 = args.number("seed", 1)?;
 
     let writer = device::open(write_dev, write_direct).map_err(|e| format!("{write_dev}: {e}"))?;
     let reader = device::open(read_dev, read_direct).map_err(|e| format!("{read_dev}: {e}"))?;
