@@ -13,6 +13,7 @@ pub(crate) mod bioset;
 pub(crate) mod bounce;
 pub(crate) mod configfs_pin;
 pub(crate) mod disk;
+pub(crate) mod folio;
 pub(crate) mod lower;
 pub(crate) mod page_pool;
 pub(crate) mod status;
@@ -32,6 +33,17 @@ mod helpers {
             bdev: *mut bindings::block_device,
         ) -> *mut kernel::ffi::c_void;
         pub(super) fn blkbounce_page_order(page: *mut bindings::page) -> u32;
-        pub(super) fn blkbounce_page_maybe_dma_pinned(page: *mut bindings::page) -> bool;
+        pub(super) fn blkbounce_page_folio(page: *mut bindings::page) -> *mut bindings::folio;
+        pub(super) fn blkbounce_folio_is_zero(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_maybe_dma_pinned(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_is_slab(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_anon(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_swapbacked(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_swapcache(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_writeback(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_locked(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_uptodate(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_mapped(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_stable_writes(folio: *mut bindings::folio) -> bool;
     }
 }

@@ -17,7 +17,7 @@ use crate::{
     },
     chunking,
     mode::Mode,
-    policy::{self, Decision},
+    policy::{self, Decision, Reason},
     ratelimit::RateLimit,
     stats::Stats,
 };
@@ -138,8 +138,8 @@ impl BounceDevice {
         }
     }
 
-    fn bounce(&self, bio: SubmittedBio<Self>) {
-        let buffer = match self.alloc_bounce(&bio, Gfp::NoWait) {
+    fn bounce(&self, bio: SubmittedBio<Self>, reason: Reason) {
+        let mut buffer = match self.alloc_bounce(&bio, Gfp::NoWait) {
             Some(buffer) => buffer,
             None if bio.is_nowait() => {
                 self.stats.nowait_again();
@@ -156,10 +156,7 @@ impl BounceDevice {
                 }
             }
         };
-        self.bounce_with(bio, buffer);
-    }
-
-    fn bounce_with(&self, bio: SubmittedBio<Self>, mut buffer: BounceBuffer<'_, Self>) {
+        self.stats.bounced_for(reason);
         if bio.op() == BioOp::Write {
             buffer.copy_from(&bio);
             self.stats.bounced_write(bio.size());
@@ -206,11 +203,11 @@ impl BioDriver for BounceDevice {
         let Some(bio) = bio.split_to_limits() else {
             return;
         };
-        let decision = policy::decide(self.mode, bio.has_data(), || bio.has_pinned_pages());
+        let decision = policy::decide(self.mode, bio.op(), bio.has_data(), &*bio);
         self.trace(&bio, decision);
         match decision {
             Decision::PassThrough => self.pass_through(bio),
-            Decision::Bounce => self.bounce(bio),
+            Decision::Bounce(reason) => self.bounce(bio, reason),
         }
     }
 }

@@ -5,7 +5,10 @@
  */
 
 #include <linux/blkdev.h>
+#include <linux/huge_mm.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/rcupdate.h>
 
 unsigned int blkbounce_disk_openers(struct gendisk *disk);
 sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev);
@@ -28,14 +31,96 @@ void *blkbounce_bdev_holder(struct block_device *bdev)
 }
 
 unsigned int blkbounce_page_order(struct page *page);
-bool blkbounce_page_maybe_dma_pinned(struct page *page);
 
 unsigned int blkbounce_page_order(struct page *page)
 {
 	return compound_order(page);
 }
 
-bool blkbounce_page_maybe_dma_pinned(struct page *page)
+/*
+ * The folio tests of the bounce policy (rust/policy.rs), one per function. Each only
+ * reads the folio, which the bio holds a reference to; the decision is made in Rust.
+ */
+struct folio *blkbounce_page_folio(struct page *page);
+bool blkbounce_folio_is_zero(struct folio *folio);
+bool blkbounce_folio_maybe_dma_pinned(struct folio *folio);
+bool blkbounce_folio_is_slab(struct folio *folio);
+bool blkbounce_folio_anon(struct folio *folio);
+bool blkbounce_folio_swapbacked(struct folio *folio);
+bool blkbounce_folio_swapcache(struct folio *folio);
+bool blkbounce_folio_writeback(struct folio *folio);
+bool blkbounce_folio_locked(struct folio *folio);
+bool blkbounce_folio_uptodate(struct folio *folio);
+bool blkbounce_folio_mapped(struct folio *folio);
+bool blkbounce_folio_stable_writes(struct folio *folio);
+
+struct folio *blkbounce_page_folio(struct page *page)
 {
-	return folio_maybe_dma_pinned(page_folio(page));
+	return page_folio(page);
+}
+
+bool blkbounce_folio_is_zero(struct folio *folio)
+{
+	return is_zero_folio(folio) || is_huge_zero_folio(folio);
+}
+
+bool blkbounce_folio_maybe_dma_pinned(struct folio *folio)
+{
+	return folio_maybe_dma_pinned(folio);
+}
+
+bool blkbounce_folio_is_slab(struct folio *folio)
+{
+	return folio_test_slab(folio);
+}
+
+bool blkbounce_folio_anon(struct folio *folio)
+{
+	return folio_test_anon(folio);
+}
+
+bool blkbounce_folio_swapbacked(struct folio *folio)
+{
+	return folio_test_swapbacked(folio);
+}
+
+bool blkbounce_folio_swapcache(struct folio *folio)
+{
+	return folio_test_swapcache(folio);
+}
+
+bool blkbounce_folio_writeback(struct folio *folio)
+{
+	return folio_test_writeback(folio);
+}
+
+bool blkbounce_folio_locked(struct folio *folio)
+{
+	return folio_test_locked(folio);
+}
+
+bool blkbounce_folio_uptodate(struct folio *folio)
+{
+	return folio_test_uptodate(folio);
+}
+
+bool blkbounce_folio_mapped(struct folio *folio)
+{
+	return folio_mapped(folio);
+}
+
+/*
+ * Without the folio lock, truncation may take the folio out of its mapping at any time;
+ * inodes, and the address_space in them, are freed after an RCU grace period.
+ */
+bool blkbounce_folio_stable_writes(struct folio *folio)
+{
+	struct address_space *mapping;
+	bool stable;
+
+	rcu_read_lock();
+	mapping = folio_mapping(folio);
+	stable = mapping && mapping_stable_writes(mapping);
+	rcu_read_unlock();
+	return stable;
 }

@@ -10,7 +10,7 @@ use kernel::{fmt, prelude::*};
 /// Which bios a device copies into pages of its own.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Mode {
-    /// Bounce data bios whose pages are pinned user memory (direct I/O).
+    /// Bounce data bios with a page that may change in flight (see `policy.rs`).
     Auto,
     /// Bounce every data bio.
     Always,

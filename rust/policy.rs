@@ -1,11 +1,85 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Which bios a device bounces.
+//! Which bios a device bounces, and why.
+//!
+//! `auto` passes a bio through only if every folio of its data is known to stay unchanged
+//! until the I/O ends, and bounces it as soon as one folio may change. The walk stops at
+//! the first such folio; consecutive pages of one folio are asked about once.
+//!
+//! A write may pass when the folio is:
+//! - the zero page;
+//! - page cache under writeback in a mapping with stable writes: writers wait for the
+//!   writeback to end (`folio_wait_stable` in `write_begin` and `page_mkwrite`), and the
+//!   disk declares stable writes, so filesystems on it set them;
+//! - swap cache under writeback: swap-out starts only on a folio that is fully unmapped
+//!   with no unexpected references, and a swap device with stable writes
+//!   (`SWP_STABLE_WRITES`) maps it back read-only until the writeback ends
+//!   (`do_swap_page`);
+//! - slab memory, or kernel memory of no mapping that no process maps: a filesystem's own
+//!   bounce folios (`bio_iov_iter_bounce`), metadata buffers, vmalloc'd log buffers.
+//!
+//! A read may pass when the folio is locked and not yet up to date, with no process
+//! mapping it: a page cache or swap cache folio being filled, which nobody can see or write
+//! before the read ends and unlocks it; or kernel memory as above.
+//!
+//! Everything else is bounced, by the first reason that holds: pinned for DMA, anonymous
+//! (vmsplice'd user memory), shmem (tmpfs, memfd), page cache that is not under stable
+//! writeback (spliced, sent by `sendfile`, copied by `copy_file_range`), or mapped into a
+//! process.
 
 #![deny(unsafe_code)]
 
-use crate::mode::Mode;
+use crate::{
+    blk::{
+        bio::BioOp,
+        folio::{FolioState, FolioWalk},
+    },
+    mode::Mode,
+};
 use kernel::{fmt, prelude::*};
+
+/// Why a bio is bounced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Reason {
+    /// `mode=always` bounces every data bio.
+    Always,
+    /// A folio may be pinned for DMA by the submitter: direct I/O from user memory,
+    /// io_uring fixed buffers.
+    Pinned,
+    /// A folio is anonymous user memory that is not being swapped out (vmsplice).
+    Anonymous,
+    /// A folio is shmem: tmpfs, memfd, SysV shared memory.
+    Shmem,
+    /// A folio is page cache not under stable writeback (splice, `sendfile`,
+    /// `copy_file_range`), or, for a read, page cache already up to date.
+    PageCache,
+    /// A folio of no mapping is mapped into a process.
+    Mapped,
+}
+
+impl Reason {
+    /// Every reason, in the order `stats` lists them.
+    pub(crate) const ALL: [Reason; 6] = [
+        Reason::Always,
+        Reason::Pinned,
+        Reason::Anonymous,
+        Reason::Shmem,
+        Reason::PageCache,
+        Reason::Mapped,
+    ];
+
+    /// The reason's name in trace lines and counters.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Pinned => "pinned",
+            Self::Anonymous => "anonymous",
+            Self::Shmem => "shmem",
+            Self::PageCache => "pagecache",
+            Self::Mapped => "mapped",
+        }
+    }
+}
 
 /// What happens to one bio.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -13,69 +87,426 @@ pub(crate) enum Decision {
     /// Sent to the lower device as it is (a clone with the same pages).
     PassThrough,
     /// Copied through pages blkbounce owns.
-    Bounce,
+    Bounce(Reason),
 }
 
-/// Decides for a bio: `has_data` says whether it reads or writes data, `pinned` whether
-/// any of its pages may be pinned for DMA by the submitter (asked only in `auto` mode).
-///
-/// `auto` bounces the I/O whose pages the submitter may still change: direct I/O from
-/// user memory, pinned. Page cache I/O passes through; the disk declares stable writes,
-/// so the page cache keeps its pages stable during writeback, and a filesystem that
-/// bounces its own direct I/O (XFS on a stable-writes device) hands down kernel pages,
-/// which pass through too, so nothing is copied twice.
-pub(crate) fn decide(mode: Mode, has_data: bool, pinned: impl FnOnce() -> bool) -> Decision {
+/// Decides for a bio of operation `op` whose data, if it has any, lies in the folios
+/// of `data` (walked only in `auto` mode).
+pub(crate) fn decide(mode: Mode, op: BioOp, has_data: bool, data: &impl FolioWalk) -> Decision {
+    if !has_data || op == BioOp::Other {
+        return Decision::PassThrough;
+    }
     match mode {
         Mode::Off => Decision::PassThrough,
-        _ if !has_data => Decision::PassThrough,
-        Mode::Always => Decision::Bounce,
-        Mode::Auto if pinned() => Decision::Bounce,
-        Mode::Auto => Decision::PassThrough,
+        Mode::Always => Decision::Bounce(Reason::Always),
+        Mode::Auto => match data.find_folio(|folio| unstable(op, folio)) {
+            Some(reason) => Decision::Bounce(reason),
+            None => Decision::PassThrough,
+        },
     }
+}
+
+/// Returns why `folio` may change while a bio of `op` (a read or a write) is in flight, or
+/// `None` if it cannot.
+fn unstable(op: BioOp, folio: &impl FolioState) -> Option<Reason> {
+    if folio.is_zero() {
+        return None;
+    }
+    if folio.maybe_dma_pinned() {
+        return Some(Reason::Pinned);
+    }
+    if folio.is_slab() {
+        return None;
+    }
+    let stable = match op {
+        // Swap-out.
+        BioOp::Write => folio.in_swap_cache() && folio.under_writeback(),
+        // A page cache or swap cache folio being filled.
+        _ => folio.is_locked() && !folio.is_uptodate() && !folio.is_mapped(),
+    };
+    if stable {
+        return None;
+    }
+    if folio.is_anon() {
+        return Some(Reason::Anonymous);
+    }
+    if folio.is_swapbacked() {
+        return Some(Reason::Shmem);
+    }
+    if folio.has_mapping() {
+        let stable_writeback =
+            op == BioOp::Write && folio.under_writeback() && folio.has_stable_writes();
+        return (!stable_writeback).then_some(Reason::PageCache);
+    }
+    folio.is_mapped().then_some(Reason::Mapped)
 }
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::PassThrough => "pass",
-            Self::Bounce => "bounce",
-        })
+        match self {
+            Self::PassThrough => f.write_str("pass"),
+            Self::Bounce(reason) => write!(f, "bounce ({})", reason.name()),
+        }
     }
 }
 
 #[kunit_tests(blkbounce_policy)]
 mod tests {
     use super::*;
+    use core::cell::Cell;
 
-    #[test]
-    fn off_never_bounces() {
-        assert_eq!(decide(Mode::Off, true, || true), Decision::PassThrough);
+    /// A made-up folio: the answers to each test, and a count of the tests asked.
+    #[derive(Default)]
+    struct FakeFolio {
+        zero: bool,
+        pinned: bool,
+        slab: bool,
+        anon: bool,
+        swapbacked: bool,
+        swapcache: bool,
+        mapping: bool,
+        writeback: bool,
+        locked: bool,
+        uptodate: bool,
+        mapped: bool,
+        stable_writes: bool,
+        asked: Cell<u32>,
+    }
+
+    impl FakeFolio {
+        fn ask(&self, answer: bool) -> bool {
+            self.asked.set(self.asked.get() + 1);
+            answer
+        }
+    }
+
+    impl FolioState for FakeFolio {
+        fn is_zero(&self) -> bool {
+            self.ask(self.zero)
+        }
+        fn maybe_dma_pinned(&self) -> bool {
+            self.ask(self.pinned)
+        }
+        fn is_slab(&self) -> bool {
+            self.ask(self.slab)
+        }
+        fn is_anon(&self) -> bool {
+            self.ask(self.anon)
+        }
+        fn is_swapbacked(&self) -> bool {
+            self.ask(self.swapbacked)
+        }
+        fn in_swap_cache(&self) -> bool {
+            self.ask(self.swapcache)
+        }
+        fn has_mapping(&self) -> bool {
+            self.ask(self.mapping)
+        }
+        fn under_writeback(&self) -> bool {
+            self.ask(self.writeback)
+        }
+        fn is_locked(&self) -> bool {
+            self.ask(self.locked)
+        }
+        fn is_uptodate(&self) -> bool {
+            self.ask(self.uptodate)
+        }
+        fn is_mapped(&self) -> bool {
+            self.ask(self.mapped)
+        }
+        fn has_stable_writes(&self) -> bool {
+            self.ask(self.stable_writes)
+        }
+    }
+
+    /// The folios of a made-up bio.
+    struct FakeBio<'a>(&'a [FakeFolio]);
+
+    impl FolioWalk for FakeBio<'_> {
+        type Folio = FakeFolio;
+
+        fn find_folio<R>(&self, f: impl FnMut(&FakeFolio) -> Option<R>) -> Option<R> {
+            self.0.iter().find_map(f)
+        }
+    }
+
+    fn auto(op: BioOp, folio: FakeFolio) -> Decision {
+        decide(Mode::Auto, op, true, &FakeBio(&[folio]))
+    }
+
+    const PASS: Decision = Decision::PassThrough;
+
+    fn bounce(reason: Reason) -> Decision {
+        Decision::Bounce(reason)
+    }
+
+    /// User memory of a process: anonymous, swap-backed, mapped, up to date.
+    fn user_anon() -> FakeFolio {
+        FakeFolio {
+            anon: true,
+            swapbacked: true,
+            mapped: true,
+            uptodate: true,
+            ..Default::default()
+        }
+    }
+
+    /// A file's page cache folio, up to date, in a mapping with stable writes.
+    fn page_cache() -> FakeFolio {
+        FakeFolio {
+            mapping: true,
+            uptodate: true,
+            stable_writes: true,
+            ..Default::default()
+        }
+    }
+
+    /// A tmpfs or memfd folio.
+    fn shmem() -> FakeFolio {
+        FakeFolio {
+            swapbacked: true,
+            mapping: true,
+            uptodate: true,
+            ..Default::default()
+        }
     }
 
     #[test]
-    fn always_bounces_data_only() {
-        assert_eq!(decide(Mode::Always, true, || false), Decision::Bounce);
-        assert_eq!(decide(Mode::Always, false, || true), Decision::PassThrough);
+    fn modes() {
+        let bio = FakeBio(&[]);
+        assert_eq!(decide(Mode::Off, BioOp::Write, true, &bio), PASS);
+        assert_eq!(
+            decide(Mode::Always, BioOp::Read, true, &bio),
+            bounce(Reason::Always)
+        );
+        for mode in Mode::ALL {
+            assert_eq!(decide(mode, BioOp::Write, false, &bio), PASS);
+            assert_eq!(decide(mode, BioOp::Other, true, &bio), PASS);
+        }
+        // Nothing in the bio is unstable.
+        assert_eq!(decide(Mode::Auto, BioOp::Write, true, &bio), PASS);
     }
 
     #[test]
-    fn auto_bounces_pinned_data() {
-        assert_eq!(decide(Mode::Auto, true, || true), Decision::Bounce);
-        assert_eq!(decide(Mode::Auto, true, || false), Decision::PassThrough);
-        assert_eq!(decide(Mode::Auto, false, || true), Decision::PassThrough);
+    fn only_auto_walks_the_folios() {
+        let folios = [user_anon()];
+        decide(Mode::Always, BioOp::Write, true, &FakeBio(&folios));
+        decide(Mode::Off, BioOp::Write, true, &FakeBio(&folios));
+        decide(Mode::Auto, BioOp::Write, false, &FakeBio(&folios));
+        assert_eq!(folios[0].asked.get(), 0);
     }
 
     #[test]
-    fn pinned_is_asked_only_when_needed() {
-        let mut asked = false;
-        decide(Mode::Always, true, || {
-            asked = true;
-            true
-        });
-        decide(Mode::Off, true, || {
-            asked = true;
-            true
-        });
-        assert!(!asked);
+    fn zero_page_passes() {
+        let folio = FakeFolio {
+            zero: true,
+            mapped: true,
+            ..Default::default()
+        };
+        assert_eq!(auto(BioOp::Write, folio), PASS);
+    }
+
+    #[test]
+    fn pinned_bounces() {
+        for op in [BioOp::Write, BioOp::Read] {
+            let folio = FakeFolio {
+                pinned: true,
+                ..user_anon()
+            };
+            assert_eq!(auto(op, folio), bounce(Reason::Pinned));
+            // A pinned page cache folio under stable writeback is still pinned.
+            let folio = FakeFolio {
+                pinned: true,
+                writeback: true,
+                ..page_cache()
+            };
+            assert_eq!(auto(op, folio), bounce(Reason::Pinned));
+        }
+    }
+
+    #[test]
+    fn anonymous_bounces() {
+        assert_eq!(auto(BioOp::Write, user_anon()), bounce(Reason::Anonymous));
+        assert_eq!(auto(BioOp::Read, user_anon()), bounce(Reason::Anonymous));
+        // Unmapped anonymous memory may be mapped again (vmsplice'd, then unmapped).
+        let folio = FakeFolio {
+            mapped: false,
+            ..user_anon()
+        };
+        assert_eq!(auto(BioOp::Write, folio), bounce(Reason::Anonymous));
+        // In the swap cache but not under writeback: a process may write it.
+        let folio = FakeFolio {
+            swapcache: true,
+            mapping: true,
+            ..user_anon()
+        };
+        assert_eq!(auto(BioOp::Write, folio), bounce(Reason::Anonymous));
+    }
+
+    #[test]
+    fn swap_out_passes() {
+        for anon in [true, false] {
+            let folio = FakeFolio {
+                anon,
+                swapbacked: true,
+                swapcache: true,
+                mapping: true,
+                writeback: true,
+                uptodate: true,
+                locked: true,
+                ..Default::default()
+            };
+            assert_eq!(auto(BioOp::Write, folio), PASS);
+        }
+    }
+
+    #[test]
+    fn swap_in_passes() {
+        let folio = FakeFolio {
+            swapbacked: true,
+            swapcache: true,
+            mapping: true,
+            locked: true,
+            ..Default::default()
+        };
+        assert_eq!(auto(BioOp::Read, folio), PASS);
+    }
+
+    #[test]
+    fn shmem_bounces() {
+        assert_eq!(auto(BioOp::Write, shmem()), bounce(Reason::Shmem));
+        assert_eq!(auto(BioOp::Read, shmem()), bounce(Reason::Shmem));
+        let folio = FakeFolio {
+            mapped: true,
+            ..shmem()
+        };
+        assert_eq!(auto(BioOp::Write, folio), bounce(Reason::Shmem));
+    }
+
+    #[test]
+    fn page_cache_writeback() {
+        // Stable writeback passes, mapped or not.
+        for mapped in [false, true] {
+            let folio = FakeFolio {
+                writeback: true,
+                mapped,
+                ..page_cache()
+            };
+            assert_eq!(auto(BioOp::Write, folio), PASS);
+        }
+        // Writeback in a mapping without stable writes: writers do not wait.
+        let folio = FakeFolio {
+            writeback: true,
+            stable_writes: false,
+            ..page_cache()
+        };
+        assert_eq!(auto(BioOp::Write, folio), bounce(Reason::PageCache));
+    }
+
+    #[test]
+    fn page_cache_not_under_writeback_bounces() {
+        // Spliced, sent by sendfile or copied by copy_file_range.
+        assert_eq!(auto(BioOp::Write, page_cache()), bounce(Reason::PageCache));
+        let folio = FakeFolio {
+            mapped: true,
+            ..page_cache()
+        };
+        assert_eq!(auto(BioOp::Write, folio), bounce(Reason::PageCache));
+        // Writeback is no promise for a read into the folio.
+        let folio = FakeFolio {
+            writeback: true,
+            ..page_cache()
+        };
+        assert_eq!(auto(BioOp::Read, folio), bounce(Reason::PageCache));
+    }
+
+    #[test]
+    fn page_cache_fill_passes() {
+        let folio = FakeFolio {
+            locked: true,
+            uptodate: false,
+            ..page_cache()
+        };
+        assert_eq!(auto(BioOp::Read, folio), PASS);
+        // The same folio in a write is not a fill.
+        let folio = FakeFolio {
+            locked: true,
+            uptodate: false,
+            ..page_cache()
+        };
+        assert_eq!(auto(BioOp::Write, folio), bounce(Reason::PageCache));
+        // Locked but up to date: someone else holds the lock, readers may see it.
+        let folio = FakeFolio {
+            locked: true,
+            ..page_cache()
+        };
+        assert_eq!(auto(BioOp::Read, folio), bounce(Reason::PageCache));
+    }
+
+    #[test]
+    fn kernel_memory_passes() {
+        for op in [BioOp::Write, BioOp::Read] {
+            let slab = FakeFolio {
+                slab: true,
+                ..Default::default()
+            };
+            assert_eq!(auto(op, slab), PASS);
+            // A filesystem's bounce folio, a metadata buffer: no mapping, not mapped.
+            assert_eq!(auto(op, FakeFolio::default()), PASS);
+            // Kernel memory mapped into a process.
+            let mapped = FakeFolio {
+                mapped: true,
+                ..Default::default()
+            };
+            assert_eq!(auto(op, mapped), bounce(Reason::Mapped));
+        }
+    }
+
+    #[test]
+    fn walk_stops_at_first_unstable_folio() {
+        let folios = [
+            FakeFolio::default(),
+            FakeFolio {
+                writeback: true,
+                ..page_cache()
+            },
+            user_anon(),
+            FakeFolio {
+                pinned: true,
+                ..user_anon()
+            },
+        ];
+        assert_eq!(
+            decide(Mode::Auto, BioOp::Write, true, &FakeBio(&folios)),
+            bounce(Reason::Anonymous)
+        );
+        assert!(folios[..3].iter().all(|f| f.asked.get() > 0));
+        assert_eq!(folios[3].asked.get(), 0);
+    }
+
+    #[test]
+    fn pinned_user_memory_is_two_tests() {
+        let folios = [FakeFolio {
+            pinned: true,
+            ..user_anon()
+        }];
+        decide(Mode::Auto, BioOp::Write, true, &FakeBio(&folios));
+        assert_eq!(folios[0].asked.get(), 2);
+    }
+
+    #[test]
+    fn reason_names() {
+        let names = Reason::ALL.map(Reason::name);
+        assert_eq!(
+            names,
+            [
+                "always",
+                "pinned",
+                "anonymous",
+                "shmem",
+                "pagecache",
+                "mapped"
+            ]
+        );
     }
 }

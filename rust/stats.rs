@@ -4,6 +4,7 @@
 
 #![deny(unsafe_code)]
 
+use crate::policy::Reason;
 use kernel::{
     fmt,
     prelude::*,
@@ -17,6 +18,7 @@ pub(crate) struct Stats {
     bounced_read_bytes: Atomic<u64>,
     bounced_write_bios: Atomic<u64>,
     bounced_write_bytes: Atomic<u64>,
+    bounce_reasons: [Atomic<u64>; Reason::ALL.len()],
     passthrough_bios: Atomic<u64>,
     passthrough_bytes: Atomic<u64>,
     reserve_pages: Atomic<u64>,
@@ -36,6 +38,7 @@ impl Stats {
             bounced_read_bytes: Atomic::new(0),
             bounced_write_bios: Atomic::new(0),
             bounced_write_bytes: Atomic::new(0),
+            bounce_reasons: [const { Atomic::new(0) }; Reason::ALL.len()],
             passthrough_bios: Atomic::new(0),
             passthrough_bytes: Atomic::new(0),
             reserve_pages: Atomic::new(0),
@@ -65,6 +68,11 @@ impl Stats {
         self.bounced_write_bios.fetch_add(1, Relaxed);
         self.bounced_write_bytes
             .fetch_add(u64::from(bytes), Relaxed);
+    }
+
+    /// Counts a bio bounced for `reason`.
+    pub(crate) fn bounced_for(&self, reason: Reason) {
+        self.bounce_reasons[reason as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts a bounce page asked of the reserve pool because the page allocator had none
@@ -109,6 +117,7 @@ impl Stats {
             bounced_read_bytes: self.bounced_read_bytes.load(Relaxed),
             bounced_write_bios: self.bounced_write_bios.load(Relaxed),
             bounced_write_bytes: self.bounced_write_bytes.load(Relaxed),
+            bounce_reasons: self.bounce_reasons.each_ref().map(|n| n.load(Relaxed)),
             passthrough_bios: self.passthrough_bios.load(Relaxed),
             passthrough_bytes: self.passthrough_bytes.load(Relaxed),
             reserve_pages: self.reserve_pages.load(Relaxed),
@@ -131,6 +140,8 @@ pub(crate) struct StatsSnapshot {
     /// Writes copied through blkbounce's pages, and their bytes.
     pub(crate) bounced_write_bios: u64,
     pub(crate) bounced_write_bytes: u64,
+    /// Bounced bios by [`Reason`], in the order of [`Reason::ALL`].
+    pub(crate) bounce_reasons: [u64; Reason::ALL.len()],
     /// Bios passed to the lower device unchanged (flushes and discards included).
     pub(crate) passthrough_bios: u64,
     /// Bytes of data in those bios.
@@ -155,6 +166,9 @@ impl fmt::Display for StatsSnapshot {
         writeln!(f, "bounced_read_bytes {}", self.bounced_read_bytes)?;
         writeln!(f, "bounced_write_bios {}", self.bounced_write_bios)?;
         writeln!(f, "bounced_write_bytes {}", self.bounced_write_bytes)?;
+        for (reason, n) in Reason::ALL.iter().zip(self.bounce_reasons) {
+            writeln!(f, "bounce_reason_{} {n}", reason.name())?;
+        }
         writeln!(f, "passthrough_bios {}", self.passthrough_bios)?;
         writeln!(f, "passthrough_bytes {}", self.passthrough_bytes)?;
         writeln!(f, "reserve_pages {}", self.reserve_pages)?;
@@ -187,6 +201,16 @@ mod tests {
         assert_eq!((s.bounced_write_bios, s.bounced_write_bytes), (1, 512));
         assert_eq!(s.errors, 1);
         assert_eq!((s.reserve_pages, s.reserve_fallbacks), (1, 0));
+    }
+
+    #[test]
+    fn counts_reasons() {
+        let stats = Stats::new();
+        stats.bounced_for(Reason::Pinned);
+        stats.bounced_for(Reason::PageCache);
+        stats.bounced_for(Reason::PageCache);
+        let s = stats.snapshot();
+        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0]);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 //! A read-only view of a `struct bio`, and a walk over its data page by page.
 
-use super::helpers;
 use kernel::{bindings, fmt, types::Opaque};
 
 /// What a bio asks of the device, as far as blkbounce tells operations apart.
@@ -100,19 +99,6 @@ impl Bio {
     /// Returns `true` for a read or write that moves data.
     pub(crate) fn has_data(&self) -> bool {
         self.size() != 0 && self.op() != BioOp::Other
-    }
-
-    /// Returns `true` if any page of the data may be pinned for DMA by someone else: user
-    /// memory of direct I/O (`FOLL_PIN`), io_uring fixed buffers. Page cache and kernel
-    /// pages (a filesystem's own bounce buffer, for one) are not.
-    pub(crate) fn has_pinned_pages(&self) -> bool {
-        let mut pinned = false;
-        self.for_each_piece(|piece| {
-            // SAFETY: The page belongs to the bio, which keeps it alive.
-            pinned |= unsafe { helpers::blkbounce_page_maybe_dma_pinned(piece.page) };
-            !pinned
-        });
-        pinned
     }
 
     /// Calls `f` for each piece of the data, in order, from `bi_iter` on, until `f`

@@ -3,20 +3,30 @@
 //! Page-aligned I/O buffers that other threads may rewrite while the kernel uses them.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::fs::File;
+use std::io;
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The alignment of every buffer: a page, enough for `O_DIRECT` on 4096-byte blocks.
 pub const ALIGN: usize = 4096;
 
-/// A zeroed buffer of `len` bytes at `offset` bytes past a page boundary.
+/// A zeroed buffer of `len` bytes at `offset` bytes past a page boundary: anonymous memory
+/// of the heap, or a shared mapping of a file.
 ///
 /// Its bytes are atomics, so threads may rewrite them while a system call reads or
 /// writes the same memory, which is the point of the tests.
 pub struct Buffer {
     base: *mut u8,
-    layout: Layout,
+    backing: Backing,
     offset: usize,
     len: usize,
+}
+
+enum Backing {
+    Heap(Layout),
+    /// A shared mapping of this many bytes.
+    Mapping(usize),
 }
 
 // SAFETY: The buffer is plain memory; all access from Rust goes through atomics or through
@@ -39,10 +49,49 @@ impl Buffer {
         assert!(!base.is_null(), "out of memory for a {len}-byte buffer");
         Self {
             base,
-            layout,
+            backing: Backing::Heap(layout),
             offset,
             len,
         }
+    }
+
+    /// Maps the first `len` bytes of `file` shared (`MAP_SHARED`): writes to the buffer
+    /// are writes to the file's pages.
+    pub fn map_file(file: &File, len: usize) -> io::Result<Self> {
+        // SAFETY: A new mapping at an address the kernel picks; nothing else is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            base: base.cast(),
+            backing: Backing::Mapping(len),
+            offset: 0,
+            len,
+        })
+    }
+
+    /// Allocates `len` bytes of shmem: a shared mapping of a new memfd.
+    pub fn memfd(len: usize) -> io::Result<Self> {
+        // SAFETY: The name is a NUL-terminated string.
+        let fd = unsafe { libc::memfd_create(c"blkbounce-buffer".as_ptr(), 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor owned by nobody else.
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.set_len(len as u64)?;
+        // The mapping keeps the memfd's pages after the descriptor is closed.
+        Self::map_file(&file, len)
     }
 
     /// Returns the buffer's length.
@@ -84,8 +133,14 @@ impl Buffer {
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        // SAFETY: `base` was allocated with `layout`.
-        unsafe { dealloc(self.base, self.layout) };
+        match self.backing {
+            // SAFETY: `base` was allocated with `layout`.
+            Backing::Heap(layout) => unsafe { dealloc(self.base, layout) },
+            // SAFETY: `base` was mapped for `len` bytes and nobody uses it any more.
+            Backing::Mapping(len) => unsafe {
+                libc::munmap(self.base.cast(), len);
+            },
+        }
     }
 }
 
@@ -102,5 +157,13 @@ mod tests {
         c.bytes_mut()[99] = 7;
         assert_eq!(c.to_vec()[99], 7);
         assert_eq!(c.len(), 100);
+    }
+
+    #[test]
+    fn memfd_is_shared_memory() {
+        let mut b = Buffer::memfd(8192).unwrap();
+        assert_eq!(b.as_ptr() as usize % ALIGN, 0);
+        b.bytes_mut()[8191] = 3;
+        assert_eq!(b.to_vec()[8191], 3);
     }
 }

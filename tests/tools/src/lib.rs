@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Shared pieces of the blkbounce test tools: block device access with `O_DIRECT`,
-//! page-aligned buffers, data patterns and argument parsing.
+//! page-aligned buffers, data patterns, argument parsing, and writes by splice,
+//! `sendfile` and `copy_file_range`.
 
 pub mod args;
 pub mod buffer;
 pub mod device;
 pub mod pattern;
+pub mod transfer;

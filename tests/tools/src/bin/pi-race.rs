@@ -5,6 +5,7 @@
 //! ```text
 //! pi-race --dev PATH --op write|read|verify --size SIZE [--seconds S] [--offset OFF]
 //!         [--span SIZE] [--modifiers N] [--stride N] [--create]
+//!         [--via pwrite|vmsplice|sendfile|copy-file-range] [--memory heap|memfd] [--src PATH]
 //! ```
 //!
 //! `write` writes the buffer again and again while `--modifiers` threads (default 2) keep
@@ -14,12 +15,29 @@
 //! I/O goes round the span (default 16 times the size) from `--offset`. With `--create`,
 //! PATH is a regular file, created if needed and sized to hold the span.
 //!
+//! `--via` says how a write reaches PATH, which is opened `O_DIRECT` in every case:
+//! - `pwrite` (default): `pwrite`/`pread` of the buffer, whose pages direct I/O pins;
+//! - `vmsplice`: the buffer is vmspliced into a pipe and spliced into PATH, so the block
+//!   layer gets the buffer's pages by reference, not pinned;
+//! - `sendfile`, `copy-file-range`: the buffer is a shared mapping of the file `--src`
+//!   (created, `--size` bytes), copied into PATH with that system call, which hands the
+//!   block layer the source's page cache. `copy_file_range` needs PATH and `--src` on one
+//!   filesystem without reflink (ext4).
+//!
+//! `--memory memfd` puts the buffer of `pwrite` and `vmsplice` in shmem instead of the
+//! heap.
+//!
 //! On a device that checks protection information against data the submitter can still
 //! change, most such I/O fails with `EILSEQ`; through blkbounce none should. The result is
 //! one line of `key=value` pairs: `ok`, `failed` and the failures by errno.
 
-use blkbounce_tests::{args::Args, buffer::Buffer, device, pattern};
-use std::fs::File;
+use blkbounce_tests::{
+    args::Args,
+    buffer::Buffer,
+    device, pattern,
+    transfer::{self, Splicer},
+};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +70,76 @@ impl Counts {
     fn failed(&self) -> u64 {
         self.eilseq + self.eio + self.other
     }
+}
+
+/// How the writes of a race reach the device.
+enum Via {
+    Pwrite,
+    Vmsplice(Splicer),
+    Sendfile(File),
+    CopyFileRange(File),
+}
+
+impl Via {
+    /// Sets up `--via` (with `--memory` and `--src`) for writes of `size` bytes; returns
+    /// it with the buffer the writes take their data from.
+    fn new(args: &Args, size: usize) -> Result<(Self, Buffer), String> {
+        let memory = args.get("memory").unwrap_or("heap");
+        let buffer = || match memory {
+            "heap" => Ok(Buffer::new(size)),
+            "memfd" => Buffer::memfd(size).map_err(|e| format!("memfd: {e}")),
+            _ => Err(format!("unknown --memory '{memory}' (heap or memfd)")),
+        };
+        let source = || -> Result<(File, Buffer), String> {
+            let path = args.required("src")?;
+            let src = source_file(path, size).map_err(|e| format!("{path}: {e}"))?;
+            let map = Buffer::map_file(&src, size).map_err(|e| format!("{path}: mmap: {e}"))?;
+            Ok((src, map))
+        };
+        Ok(match args.get("via").unwrap_or("pwrite") {
+            "pwrite" => (Via::Pwrite, buffer()?),
+            "vmsplice" => {
+                let splicer = Splicer::new(size).map_err(|e| format!("pipe: {e}"))?;
+                (Via::Vmsplice(splicer), buffer()?)
+            }
+            "sendfile" => source().map(|(src, map)| (Via::Sendfile(src), map))?,
+            "copy-file-range" => source().map(|(src, map)| (Via::CopyFileRange(src), map))?,
+            via => {
+                return Err(format!(
+                    "unknown --via '{via}' (pwrite, vmsplice, sendfile or copy-file-range)"
+                ))
+            }
+        })
+    }
+
+    /// Writes `buf` to `file` at `offset`.
+    fn write(&mut self, buf: &Buffer, file: &File, offset: u64) -> io::Result<()> {
+        let len = buf.len();
+        match self {
+            // SAFETY: The buffer is valid for its length for the whole call; the
+            // modifiers only touch it through atomics.
+            Via::Pwrite => unsafe { device::write_at_raw(file, buf.as_ptr(), len, offset) },
+            // SAFETY: As above.
+            Via::Vmsplice(splicer) => unsafe { splicer.write_at(file, buf.as_ptr(), len, offset) },
+            Via::Sendfile(src) => transfer::sendfile_at(file, src, len, offset),
+            Via::CopyFileRange(src) => transfer::copy_file_range_at(file, src, len, offset),
+        }
+    }
+}
+
+/// Creates the source file of `sendfile` and `copy-file-range`: `size` bytes of data,
+/// so that no page of it is a hole (which the page cache serves as the zero page).
+fn source_file(path: &str, size: usize) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let mut data = vec![0u8; size];
+    pattern::fill(&mut data, 2, 0);
+    device::write_all_at(&file, &data, 0)?;
+    Ok(file)
 }
 
 struct Job {
@@ -100,14 +188,21 @@ impl Job {
         counts
     }
 
-    /// Runs reads or writes for `seconds` while `modifiers` threads rewrite the buffer.
-    fn race(&self, write: bool, seconds: f64, modifiers: usize, stride: usize) -> Counts {
-        let buf = Buffer::new(self.size);
+    /// Runs reads into `buf` (`via` is `None`) or writes of it for `seconds` while
+    /// `modifiers` threads rewrite it.
+    fn race(
+        &self,
+        buf: &Buffer,
+        mut via: Option<Via>,
+        seconds: f64,
+        modifiers: usize,
+        stride: usize,
+    ) -> Counts {
         let stop = AtomicBool::new(false);
         let mut counts = Counts::default();
         std::thread::scope(|s| {
             for t in 0..modifiers {
-                let (buf, stop) = (&buf, &stop);
+                let stop = &stop;
                 s.spawn(move || {
                     let bytes = buf.atomics();
                     let start = (t * 31) % stride;
@@ -122,14 +217,13 @@ impl Job {
             let mut i = 0;
             while Instant::now() < deadline {
                 let off = self.offset_of(i);
-                // SAFETY: `buf` is valid for `size` bytes for the whole call; the other
-                // threads only touch it through atomics.
-                counts.record(unsafe {
-                    if write {
-                        device::write_at_raw(&self.file, buf.as_ptr(), self.size, off)
-                    } else {
+                counts.record(match &mut via {
+                    Some(via) => via.write(buf, &self.file, off),
+                    // SAFETY: `buf` is valid for `size` bytes for the whole call; the other
+                    // threads only touch it through atomics.
+                    None => unsafe {
                         device::read_at_raw(&self.file, buf.as_ptr(), self.size, off)
-                    }
+                    },
                 });
                 i += 1;
             }
@@ -171,10 +265,17 @@ fn run() -> Result<(), String> {
 
     let mut line = format!("pi-race dev={dev} op={op} size={size}");
     let counts = match op {
-        "write" => job.race(true, seconds, modifiers, stride),
+        "write" => {
+            let (via, buf) = Via::new(&args, size)?;
+            line += &format!(" via={}", args.get("via").unwrap_or("pwrite"));
+            job.race(&buf, Some(via), seconds, modifiers, stride)
+        }
         "read" => {
+            if args.get("via").is_some_and(|via| via != "pwrite") {
+                return Err("--via applies to writes only".into());
+            }
             line += &format!(" prefill_failed={}", job.prefill());
-            job.race(false, seconds, modifiers, stride)
+            job.race(&Buffer::new(size), None, seconds, modifiers, stride)
         }
         "verify" => job.verify(),
         _ => return Err(format!("unknown --op '{op}' (write, read or verify)")),
