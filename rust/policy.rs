@@ -484,14 +484,48 @@ mod tests {
         assert_eq!(folios[3].asked.get(), 0);
     }
 
+    /// The tests asked per folio, as the README states them.
     #[test]
-    fn pinned_user_memory_is_two_tests() {
-        let folios = [FakeFolio {
+    fn tests_asked_per_folio() {
+        let asked = |op, folio: FakeFolio| {
+            let folios = [folio];
+            decide(Mode::Auto, op, true, &FakeBio(&folios));
+            folios[0].asked.get()
+        };
+        let pinned = FakeFolio {
             pinned: true,
             ..user_anon()
-        }];
-        decide(Mode::Auto, BioOp::Write, true, &FakeBio(&folios));
-        assert_eq!(folios[0].asked.get(), 2);
+        };
+        let stable_writeback = FakeFolio {
+            writeback: true,
+            ..page_cache()
+        };
+        let swap_out = FakeFolio {
+            anon: true,
+            swapbacked: true,
+            swapcache: true,
+            mapping: true,
+            writeback: true,
+            ..Default::default()
+        };
+        let fill = FakeFolio {
+            locked: true,
+            uptodate: false,
+            ..page_cache()
+        };
+        let slab = FakeFolio {
+            slab: true,
+            ..Default::default()
+        };
+        assert_eq!(asked(BioOp::Write, pinned), 2);
+        assert_eq!(asked(BioOp::Write, user_anon()), 5);
+        assert_eq!(asked(BioOp::Write, shmem()), 6);
+        assert_eq!(asked(BioOp::Write, page_cache()), 8);
+        assert_eq!(asked(BioOp::Write, stable_writeback), 9);
+        assert_eq!(asked(BioOp::Write, swap_out), 5);
+        assert_eq!(asked(BioOp::Write, FakeFolio::default()), 8);
+        assert_eq!(asked(BioOp::Write, slab), 3);
+        assert_eq!(asked(BioOp::Read, fill), 6);
     }
 
     #[test]
