@@ -17,7 +17,7 @@ use crate::{
     },
     chunking,
     mode::Mode,
-    policy::{self, Decision, Reason},
+    policy::{self, Decision, Io, Reason},
     ratelimit::RateLimit,
     stats::Stats,
 };
@@ -203,7 +203,12 @@ impl BioDriver for BounceDevice {
         let Some(bio) = bio.split_to_limits() else {
             return;
         };
-        let decision = policy::decide(self.mode, bio.op(), bio.has_data(), &*bio);
+        let io = Io {
+            op: bio.op(),
+            has_data: bio.has_data(),
+            direct: bio.may_be_direct(),
+        };
+        let decision = policy::decide(self.mode, io, &*bio);
         self.trace(&bio, decision);
         match decision {
             Decision::PassThrough => self.pass_through(bio),

@@ -53,6 +53,7 @@ bool blkbounce_folio_locked(struct folio *folio);
 bool blkbounce_folio_uptodate(struct folio *folio);
 bool blkbounce_folio_mapped(struct folio *folio);
 bool blkbounce_folio_stable_writes(struct folio *folio);
+bool blkbounce_folio_bdev_cache(struct folio *folio);
 
 struct folio *blkbounce_page_folio(struct page *page)
 {
@@ -111,7 +112,8 @@ bool blkbounce_folio_mapped(struct folio *folio)
 
 /*
  * Without the folio lock, truncation may take the folio out of its mapping at any time;
- * inodes, and the address_space in them, are freed after an RCU grace period.
+ * inodes, and the address_space in them, are freed after an RCU grace period (as in
+ * folio_evictable()).
  */
 bool blkbounce_folio_stable_writes(struct folio *folio)
 {
@@ -123,4 +125,17 @@ bool blkbounce_folio_stable_writes(struct folio *folio)
 	stable = mapping && mapping_stable_writes(mapping);
 	rcu_read_unlock();
 	return stable;
+}
+
+/* In the page cache of a block device: buffer heads of filesystem metadata, buffered I/O. */
+bool blkbounce_folio_bdev_cache(struct folio *folio)
+{
+	struct address_space *mapping;
+	bool bdev;
+
+	rcu_read_lock();
+	mapping = folio_mapping(folio);
+	bdev = mapping && S_ISBLK(mapping->host->i_mode);
+	rcu_read_unlock();
+	return bdev;
 }

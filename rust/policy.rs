@@ -8,9 +8,12 @@
 //!
 //! A write may pass when the folio is:
 //! - the zero page;
-//! - page cache under writeback in a mapping with stable writes: writers wait for the
-//!   writeback to end (`folio_wait_stable` in `write_begin` and `page_mkwrite`), and the
-//!   disk declares stable writes, so filesystems on it set them;
+//! - page cache under writeback in a file's mapping with stable writes, in a bio that is
+//!   not direct I/O, that is in the writeback bio itself: writers wait for the writeback
+//!   to end (`folio_wait_stable` in `write_begin` and `page_mkwrite`), and the disk
+//!   declares stable writes, so filesystems on it set them. A direct I/O write (spliced,
+//!   `sendfile`) may carry a folio under someone else's writeback, which can end first;
+//!   and filesystems change metadata in a block device's page cache without waiting;
 //! - swap cache under writeback: swap-out starts only on a folio that is fully unmapped
 //!   with no unexpected references, and a swap device with stable writes
 //!   (`SWP_STABLE_WRITES`) maps it back read-only until the writeback ends
@@ -23,8 +26,9 @@
 //! before the read ends and unlocks it; or kernel memory as above.
 //!
 //! Everything else is bounced, by the first reason that holds: pinned for DMA, anonymous
-//! (vmsplice'd user memory), shmem (tmpfs, memfd), page cache that is not under stable
-//! writeback (spliced, sent by `sendfile`, copied by `copy_file_range`), or mapped into a
+//! (vmsplice'd user memory), shmem (tmpfs, memfd), a file's page cache that is not under
+//! its own stable writeback (spliced, sent by `sendfile`, copied by `copy_file_range`), a
+//! block device's page cache (metadata buffers, buffered I/O to a disk), or mapped into a
 //! process.
 
 #![deny(unsafe_code)]
@@ -50,23 +54,32 @@ pub(crate) enum Reason {
     Anonymous,
     /// A folio is shmem: tmpfs, memfd, SysV shared memory.
     Shmem,
-    /// A folio is page cache not under stable writeback (splice, `sendfile`,
-    /// `copy_file_range`), or, for a read, page cache already up to date.
+    /// A folio is a file's page cache not under its own stable writeback (splice,
+    /// `sendfile`, `copy_file_range`), or, for a read, already up to date.
     PageCache,
+    /// A folio is a block device's page cache: filesystem metadata in buffer heads, which
+    /// some filesystems change without waiting for writeback; buffered I/O to a disk.
+    BdevCache,
     /// A folio of no mapping is mapped into a process.
     Mapped,
 }
 
 impl Reason {
     /// Every reason, in the order `stats` lists them.
-    pub(crate) const ALL: [Reason; 6] = [
+    pub(crate) const ALL: [Reason; 7] = [
         Reason::Always,
         Reason::Pinned,
         Reason::Anonymous,
         Reason::Shmem,
         Reason::PageCache,
+        Reason::BdevCache,
         Reason::Mapped,
     ];
+
+    /// The reason's place in [`Reason::ALL`], for per-reason arrays.
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
 
     /// The reason's name in trace lines and counters.
     pub(crate) fn name(self) -> &'static str {
@@ -76,9 +89,30 @@ impl Reason {
             Self::Anonymous => "anonymous",
             Self::Shmem => "shmem",
             Self::PageCache => "pagecache",
+            Self::BdevCache => "bdevcache",
             Self::Mapped => "mapped",
         }
     }
+}
+
+// `Reason::index` is the place in `Reason::ALL`.
+const _: () = {
+    let mut i = 0;
+    while i < Reason::ALL.len() {
+        assert!(Reason::ALL[i].index() == i);
+        i += 1;
+    }
+};
+
+/// What the policy knows of a bio besides its folios.
+#[derive(Clone, Copy)]
+pub(crate) struct Io {
+    /// The operation.
+    pub(crate) op: BioOp,
+    /// The bio reads or writes data.
+    pub(crate) has_data: bool,
+    /// The bio may be direct I/O (`REQ_IDLE`), so it is not the page cache's own writeback.
+    pub(crate) direct: bool,
 }
 
 /// What happens to one bio.
@@ -90,25 +124,28 @@ pub(crate) enum Decision {
     Bounce(Reason),
 }
 
-/// Decides for a bio of operation `op` whose data, if it has any, lies in the folios
-/// of `data` (walked only in `auto` mode).
-pub(crate) fn decide(mode: Mode, op: BioOp, has_data: bool, data: &impl FolioWalk) -> Decision {
-    if !has_data || op == BioOp::Other {
+/// Decides for the bio `io` whose data, if it has any, lies in the folios of `data`
+/// (walked only in `auto` mode).
+pub(crate) fn decide(mode: Mode, io: Io, data: &impl FolioWalk) -> Decision {
+    if !io.has_data || io.op == BioOp::Other {
         return Decision::PassThrough;
     }
     match mode {
         Mode::Off => Decision::PassThrough,
         Mode::Always => Decision::Bounce(Reason::Always),
-        Mode::Auto => match data.find_folio(|folio| unstable(op, folio)) {
+        Mode::Auto => match data.find_folio(|folio| unstable(io, folio)) {
             Some(reason) => Decision::Bounce(reason),
             None => Decision::PassThrough,
         },
     }
 }
 
-/// Returns why `folio` may change while a bio of `op` (a read or a write) is in flight, or
+/// Returns why `folio` may change while the bio `io` (a read or a write) is in flight, or
 /// `None` if it cannot.
-fn unstable(op: BioOp, folio: &impl FolioState) -> Option<Reason> {
+fn unstable(io: Io, folio: &impl FolioState) -> Option<Reason> {
+    let op = io.op;
+    // The order matters beyond the table: slab memory overlays `folio->mapping`, so no
+    // test that reads it may come before `is_slab`.
     if folio.is_zero() {
         return None;
     }
@@ -134,9 +171,14 @@ fn unstable(op: BioOp, folio: &impl FolioState) -> Option<Reason> {
         return Some(Reason::Shmem);
     }
     if folio.has_mapping() {
-        let stable_writeback =
-            op == BioOp::Write && folio.under_writeback() && folio.has_stable_writes();
-        return (!stable_writeback).then_some(Reason::PageCache);
+        if folio.in_bdev_cache() {
+            return Some(Reason::BdevCache);
+        }
+        let own_writeback = op == BioOp::Write
+            && !io.direct
+            && folio.under_writeback()
+            && folio.has_stable_writes();
+        return (!own_writeback).then_some(Reason::PageCache);
     }
     folio.is_mapped().then_some(Reason::Mapped)
 }
@@ -170,6 +212,7 @@ mod tests {
         uptodate: bool,
         mapped: bool,
         stable_writes: bool,
+        bdev: bool,
         asked: Cell<u32>,
     }
 
@@ -214,6 +257,9 @@ mod tests {
         fn is_mapped(&self) -> bool {
             self.ask(self.mapped)
         }
+        fn in_bdev_cache(&self) -> bool {
+            self.ask(self.bdev)
+        }
         fn has_stable_writes(&self) -> bool {
             self.ask(self.stable_writes)
         }
@@ -230,8 +276,29 @@ mod tests {
         }
     }
 
+    /// A bio of `op` with data, not direct I/O.
+    fn io(op: BioOp) -> Io {
+        Io {
+            op,
+            has_data: true,
+            direct: false,
+        }
+    }
+
+    /// A direct I/O bio of `op`.
+    fn direct(op: BioOp) -> Io {
+        Io {
+            direct: true,
+            ..io(op)
+        }
+    }
+
+    fn decide_auto(io: Io, folio: FakeFolio) -> Decision {
+        decide(Mode::Auto, io, &FakeBio(&[folio]))
+    }
+
     fn auto(op: BioOp, folio: FakeFolio) -> Decision {
-        decide(Mode::Auto, op, true, &FakeBio(&[folio]))
+        decide_auto(io(op), folio)
     }
 
     const PASS: Decision = Decision::PassThrough;
@@ -274,25 +341,33 @@ mod tests {
     #[test]
     fn modes() {
         let bio = FakeBio(&[]);
-        assert_eq!(decide(Mode::Off, BioOp::Write, true, &bio), PASS);
+        assert_eq!(decide(Mode::Off, io(BioOp::Write), &bio), PASS);
         assert_eq!(
-            decide(Mode::Always, BioOp::Read, true, &bio),
+            decide(Mode::Always, io(BioOp::Read), &bio),
             bounce(Reason::Always)
         );
+        let no_data = Io {
+            has_data: false,
+            ..io(BioOp::Write)
+        };
         for mode in Mode::ALL {
-            assert_eq!(decide(mode, BioOp::Write, false, &bio), PASS);
-            assert_eq!(decide(mode, BioOp::Other, true, &bio), PASS);
+            assert_eq!(decide(mode, no_data, &bio), PASS);
+            assert_eq!(decide(mode, io(BioOp::Other), &bio), PASS);
         }
         // Nothing in the bio is unstable.
-        assert_eq!(decide(Mode::Auto, BioOp::Write, true, &bio), PASS);
+        assert_eq!(decide(Mode::Auto, io(BioOp::Write), &bio), PASS);
     }
 
     #[test]
     fn only_auto_walks_the_folios() {
         let folios = [user_anon()];
-        decide(Mode::Always, BioOp::Write, true, &FakeBio(&folios));
-        decide(Mode::Off, BioOp::Write, true, &FakeBio(&folios));
-        decide(Mode::Auto, BioOp::Write, false, &FakeBio(&folios));
+        let no_data = Io {
+            has_data: false,
+            ..io(BioOp::Write)
+        };
+        decide(Mode::Always, io(BioOp::Write), &FakeBio(&folios));
+        decide(Mode::Off, io(BioOp::Write), &FakeBio(&folios));
+        decide(Mode::Auto, no_data, &FakeBio(&folios));
         assert_eq!(folios[0].asked.get(), 0);
     }
 
@@ -401,6 +476,41 @@ mod tests {
             ..page_cache()
         };
         assert_eq!(auto(BioOp::Write, folio), bounce(Reason::PageCache));
+        // Direct I/O (a spliced folio) is not that writeback, which may end first.
+        let folio = FakeFolio {
+            writeback: true,
+            ..page_cache()
+        };
+        assert_eq!(
+            decide_auto(direct(BioOp::Write), folio),
+            bounce(Reason::PageCache)
+        );
+    }
+
+    #[test]
+    fn bdev_cache_bounces() {
+        // Metadata buffers: some filesystems change them during writeback.
+        for writeback in [false, true] {
+            let folio = FakeFolio {
+                bdev: true,
+                writeback,
+                ..page_cache()
+            };
+            assert_eq!(auto(BioOp::Write, folio), bounce(Reason::BdevCache));
+        }
+        let folio = FakeFolio {
+            bdev: true,
+            ..page_cache()
+        };
+        assert_eq!(auto(BioOp::Read, folio), bounce(Reason::BdevCache));
+        // Filled by a read of the whole folio: nobody sees it yet.
+        let folio = FakeFolio {
+            bdev: true,
+            locked: true,
+            uptodate: false,
+            ..page_cache()
+        };
+        assert_eq!(auto(BioOp::Read, folio), PASS);
     }
 
     #[test]
@@ -477,7 +587,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            decide(Mode::Auto, BioOp::Write, true, &FakeBio(&folios)),
+            decide(Mode::Auto, io(BioOp::Write), &FakeBio(&folios)),
             bounce(Reason::Anonymous)
         );
         assert!(folios[..3].iter().all(|f| f.asked.get() > 0));
@@ -489,7 +599,7 @@ mod tests {
     fn tests_asked_per_folio() {
         let asked = |op, folio: FakeFolio| {
             let folios = [folio];
-            decide(Mode::Auto, op, true, &FakeBio(&folios));
+            decide(Mode::Auto, io(op), &FakeBio(&folios));
             folios[0].asked.get()
         };
         let pinned = FakeFolio {
@@ -520,8 +630,8 @@ mod tests {
         assert_eq!(asked(BioOp::Write, pinned), 2);
         assert_eq!(asked(BioOp::Write, user_anon()), 5);
         assert_eq!(asked(BioOp::Write, shmem()), 6);
-        assert_eq!(asked(BioOp::Write, page_cache()), 8);
-        assert_eq!(asked(BioOp::Write, stable_writeback), 9);
+        assert_eq!(asked(BioOp::Write, page_cache()), 9);
+        assert_eq!(asked(BioOp::Write, stable_writeback), 10);
         assert_eq!(asked(BioOp::Write, swap_out), 5);
         assert_eq!(asked(BioOp::Write, FakeFolio::default()), 8);
         assert_eq!(asked(BioOp::Write, slab), 3);
@@ -539,6 +649,7 @@ mod tests {
                 "anonymous",
                 "shmem",
                 "pagecache",
+                "bdevcache",
                 "mapped"
             ]
         );

@@ -72,7 +72,7 @@ impl Stats {
 
     /// Counts a bio bounced for `reason`.
     pub(crate) fn bounced_for(&self, reason: Reason) {
-        self.bounce_reasons[reason as usize].fetch_add(1, Relaxed);
+        self.bounce_reasons[reason.index()].fetch_add(1, Relaxed);
     }
 
     /// Counts a bounce page asked of the reserve pool because the page allocator had none
@@ -210,7 +210,7 @@ mod tests {
         stats.bounced_for(Reason::PageCache);
         stats.bounced_for(Reason::PageCache);
         let s = stats.snapshot();
-        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0]);
+        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0]);
     }
 
     #[test]

@@ -27,6 +27,8 @@ impl fmt::Display for BioOp {
 
 /// `REQ_NOWAIT` (`enum req_flag_bits`, `include/linux/blk_types.h`).
 const REQ_NOWAIT: u32 = 1 << bindings::req_flag_bits___REQ_NOWAIT;
+/// `REQ_IDLE` (`enum req_flag_bits`).
+const REQ_IDLE: u32 = 1 << bindings::req_flag_bits___REQ_IDLE;
 const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
 const PAGE_SIZE: u32 = kernel::page::PAGE_SIZE as u32;
 
@@ -82,6 +84,13 @@ impl Bio {
     /// Returns `true` if the submitter must not be made to sleep (`REQ_NOWAIT`).
     pub(crate) fn is_nowait(&self) -> bool {
         self.opf() & REQ_NOWAIT != 0
+    }
+
+    /// Returns `true` for a bio that may come from direct I/O (`REQ_IDLE`): every direct I/O
+    /// path sets it on writes (`block/fops.c`, `fs/iomap/direct-io.c`, `fs/direct-io.c`),
+    /// and page cache writeback never does (`wbc_to_write_flags`).
+    pub(crate) fn may_be_direct(&self) -> bool {
+        self.opf() & REQ_IDLE != 0
     }
 
     /// Returns the first sector (512 bytes) the bio addresses.

@@ -36,6 +36,9 @@ pub(crate) trait FolioState {
     fn is_uptodate(&self) -> bool;
     /// Mapped into some process's page tables.
     fn is_mapped(&self) -> bool;
+    /// In the page cache of a block device: filesystem metadata in buffer heads, buffered
+    /// I/O to the device.
+    fn in_bdev_cache(&self) -> bool;
     /// Its mapping asks for stable writes: writers wait for writeback to end
     /// (`mapping_stable_writes`, `folio_wait_stable`).
     fn has_stable_writes(&self) -> bool;
@@ -128,6 +131,10 @@ impl FolioState for Folio {
 
     fn is_mapped(&self) -> bool {
         self.test(helpers::blkbounce_folio_mapped)
+    }
+
+    fn in_bdev_cache(&self) -> bool {
+        self.test(helpers::blkbounce_folio_bdev_cache)
     }
 
     fn has_stable_writes(&self) -> bool {

@@ -5,7 +5,8 @@
 //! ```text
 //! pi-race --dev PATH --op write|read|verify --size SIZE [--seconds S] [--offset OFF]
 //!         [--span SIZE] [--modifiers N] [--stride N] [--create]
-//!         [--via pwrite|vmsplice|sendfile|copy-file-range] [--memory heap|memfd] [--src PATH]
+//!         [--via pwrite|vmsplice|sendfile|copy-file-range] [--memory heap|memfd]
+//!         [--src PATH] [--sync-src]
 //! ```
 //!
 //! `write` writes the buffer again and again while `--modifiers` threads (default 2) keep
@@ -25,7 +26,8 @@
 //!   filesystem without reflink (ext4).
 //!
 //! `--memory memfd` puts the buffer of `pwrite` and `vmsplice` in shmem instead of the
-//! heap.
+//! heap. `--sync-src` adds a thread that keeps starting writeback of `--src`
+//! (`sync_file_range`), so that copies often find its pages under writeback.
 //!
 //! On a device that checks protection information against data the submitter can still
 //! change, most such I/O fails with `EILSEQ`; through blkbounce none should. The result is
@@ -39,6 +41,7 @@ use blkbounce_tests::{
 };
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::io::AsRawFd;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -80,10 +83,26 @@ enum Via {
     CopyFileRange(File),
 }
 
+/// Starts writeback of all of `src` again and again until `stop`.
+fn sync_loop(src: &File, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: Plain sync_file_range on a descriptor; 0 bytes means to the end.
+        unsafe { libc::sync_file_range(src.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+}
+
 impl Via {
     /// Sets up `--via` (with `--memory` and `--src`) for writes of `size` bytes; returns
     /// it with the buffer the writes take their data from.
     fn new(args: &Args, size: usize) -> Result<(Self, Buffer), String> {
+        let via = args.get("via").unwrap_or("pwrite");
+        let from_file = matches!(via, "sendfile" | "copy-file-range");
+        if from_file && args.get("memory").is_some() {
+            return Err(format!("--memory does not apply to --via {via}"));
+        }
+        if !from_file && (args.get("src").is_some() || args.flag("sync-src")) {
+            return Err(format!("--src and --sync-src do not apply to --via {via}"));
+        }
         let memory = args.get("memory").unwrap_or("heap");
         let buffer = || match memory {
             "heap" => Ok(Buffer::new(size)),
@@ -96,7 +115,7 @@ impl Via {
             let map = Buffer::map_file(&src, size).map_err(|e| format!("{path}: mmap: {e}"))?;
             Ok((src, map))
         };
-        Ok(match args.get("via").unwrap_or("pwrite") {
+        Ok(match via {
             "pwrite" => (Via::Pwrite, buffer()?),
             "vmsplice" => {
                 let splicer = Splicer::new(size).map_err(|e| format!("pipe: {e}"))?;
@@ -110,6 +129,14 @@ impl Via {
                 ))
             }
         })
+    }
+
+    /// The source file of `sendfile` and `copy-file-range`.
+    fn source(&self) -> Option<&File> {
+        match self {
+            Via::Sendfile(src) | Via::CopyFileRange(src) => Some(src),
+            _ => None,
+        }
     }
 
     /// Writes `buf` to `file` at `offset`.
@@ -189,11 +216,12 @@ impl Job {
     }
 
     /// Runs reads into `buf` (`via` is `None`) or writes of it for `seconds` while
-    /// `modifiers` threads rewrite it.
+    /// `modifiers` threads rewrite it, and one more starts writeback of `sync` if given.
     fn race(
         &self,
         buf: &Buffer,
         mut via: Option<Via>,
+        sync: Option<File>,
         seconds: f64,
         modifiers: usize,
         stride: usize,
@@ -201,6 +229,10 @@ impl Job {
         let stop = AtomicBool::new(false);
         let mut counts = Counts::default();
         std::thread::scope(|s| {
+            if let Some(src) = &sync {
+                let stop = &stop;
+                s.spawn(move || sync_loop(src, stop));
+            }
             for t in 0..modifiers {
                 let stop = &stop;
                 s.spawn(move || {
@@ -234,7 +266,7 @@ impl Job {
 }
 
 fn run() -> Result<(), String> {
-    let args = Args::parse(&["create"])?;
+    let args = Args::parse(&["create", "sync-src"])?;
     let dev = args.required("dev")?;
     let op = args.required("op")?;
     let size = args.size("size", 4096)? as usize;
@@ -268,14 +300,21 @@ fn run() -> Result<(), String> {
         "write" => {
             let (via, buf) = Via::new(&args, size)?;
             line += &format!(" via={}", args.get("via").unwrap_or("pwrite"));
-            job.race(&buf, Some(via), seconds, modifiers, stride)
+            let sync = match via.source() {
+                Some(src) if args.flag("sync-src") => {
+                    line += " sync_src=1";
+                    Some(src.try_clone().map_err(|e| format!("--src: {e}"))?)
+                }
+                _ => None,
+            };
+            job.race(&buf, Some(via), sync, seconds, modifiers, stride)
         }
         "read" => {
             if args.get("via").is_some_and(|via| via != "pwrite") {
                 return Err("--via applies to writes only".into());
             }
             line += &format!(" prefill_failed={}", job.prefill());
-            job.race(&Buffer::new(size), None, seconds, modifiers, stride)
+            job.race(&Buffer::new(size), None, None, seconds, modifiers, stride)
         }
         "verify" => job.verify(),
         _ => return Err(format!("unknown --op '{op}' (write, read or verify)")),
