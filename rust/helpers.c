@@ -135,7 +135,8 @@ bool blkbounce_folio_bdev_cache(struct folio *folio)
 
 	rcu_read_lock();
 	mapping = folio_mapping(folio);
-	bdev = mapping && S_ISBLK(mapping->host->i_mode);
+	/* The swap cache's address_space has no host. */
+	bdev = mapping && mapping->host && S_ISBLK(mapping->host->i_mode);
 	rcu_read_unlock();
 	return bdev;
 }

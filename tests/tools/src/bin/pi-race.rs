@@ -83,11 +83,12 @@ enum Via {
     CopyFileRange(File),
 }
 
-/// Starts writeback of all of `src` again and again until `stop`.
+/// Starts writeback of all of `src` every millisecond until `stop`.
 fn sync_loop(src: &File, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: Plain sync_file_range on a descriptor; 0 bytes means to the end.
         unsafe { libc::sync_file_range(src.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
