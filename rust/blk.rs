@@ -44,6 +44,7 @@ mod helpers {
         pub(super) fn blkbounce_folio_locked(folio: *mut bindings::folio) -> bool;
         pub(super) fn blkbounce_folio_uptodate(folio: *mut bindings::folio) -> bool;
         pub(super) fn blkbounce_folio_mapped(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_foreign(folio: *mut bindings::folio) -> bool;
         pub(super) fn blkbounce_folio_stable_writes(folio: *mut bindings::folio) -> bool;
         pub(super) fn blkbounce_folio_bdev_cache(folio: *mut bindings::folio) -> bool;
     }

@@ -52,6 +52,7 @@ bool blkbounce_folio_writeback(struct folio *folio);
 bool blkbounce_folio_locked(struct folio *folio);
 bool blkbounce_folio_uptodate(struct folio *folio);
 bool blkbounce_folio_mapped(struct folio *folio);
+bool blkbounce_folio_foreign(struct folio *folio);
 bool blkbounce_folio_stable_writes(struct folio *folio);
 bool blkbounce_folio_bdev_cache(struct folio *folio);
 
@@ -108,6 +109,12 @@ bool blkbounce_folio_uptodate(struct folio *folio)
 bool blkbounce_folio_mapped(struct folio *folio)
 {
 	return folio_mapped(folio);
+}
+
+/* Another Xen domain's page, grant-mapped here (xen-blkback); the guest may write it. */
+bool blkbounce_folio_foreign(struct folio *folio)
+{
+	return folio_test_foreign(folio);
 }
 
 /*

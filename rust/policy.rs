@@ -62,11 +62,14 @@ pub(crate) enum Reason {
     BdevCache,
     /// A folio of no mapping is mapped into a process.
     Mapped,
+    /// A folio of no mapping is another Xen domain's page (xen-blkback): the guest may
+    /// write it.
+    Foreign,
 }
 
 impl Reason {
     /// Every reason, in the order `stats` lists them.
-    pub(crate) const ALL: [Reason; 7] = [
+    pub(crate) const ALL: [Reason; 8] = [
         Reason::Always,
         Reason::Pinned,
         Reason::Anonymous,
@@ -74,6 +77,7 @@ impl Reason {
         Reason::PageCache,
         Reason::BdevCache,
         Reason::Mapped,
+        Reason::Foreign,
     ];
 
     /// The reason's place in [`Reason::ALL`], for per-reason arrays.
@@ -91,6 +95,7 @@ impl Reason {
             Self::PageCache => "pagecache",
             Self::BdevCache => "bdevcache",
             Self::Mapped => "mapped",
+            Self::Foreign => "foreign",
         }
     }
 }
@@ -180,7 +185,10 @@ fn unstable(io: Io, folio: &impl FolioState) -> Option<Reason> {
             && folio.has_stable_writes();
         return (!own_writeback).then_some(Reason::PageCache);
     }
-    folio.is_mapped().then_some(Reason::Mapped)
+    if folio.is_mapped() {
+        return Some(Reason::Mapped);
+    }
+    folio.is_foreign().then_some(Reason::Foreign)
 }
 
 impl fmt::Display for Decision {
@@ -213,6 +221,7 @@ mod tests {
         mapped: bool,
         stable_writes: bool,
         bdev: bool,
+        foreign: bool,
         asked: Cell<u32>,
     }
 
@@ -256,6 +265,9 @@ mod tests {
         }
         fn is_mapped(&self) -> bool {
             self.ask(self.mapped)
+        }
+        fn is_foreign(&self) -> bool {
+            self.ask(self.foreign)
         }
         fn in_bdev_cache(&self) -> bool {
             self.ask(self.bdev)
@@ -569,6 +581,12 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(auto(op, mapped), bounce(Reason::Mapped));
+            // A Xen guest's page that xen-blkback writes or reads into.
+            let foreign = FakeFolio {
+                foreign: true,
+                ..Default::default()
+            };
+            assert_eq!(auto(op, foreign), bounce(Reason::Foreign));
         }
     }
 
@@ -627,13 +645,18 @@ mod tests {
             slab: true,
             ..Default::default()
         };
+        let bdev_cache = FakeFolio {
+            bdev: true,
+            ..page_cache()
+        };
         assert_eq!(asked(BioOp::Write, pinned), 2);
         assert_eq!(asked(BioOp::Write, user_anon()), 5);
         assert_eq!(asked(BioOp::Write, shmem()), 6);
         assert_eq!(asked(BioOp::Write, page_cache()), 9);
         assert_eq!(asked(BioOp::Write, stable_writeback), 10);
+        assert_eq!(asked(BioOp::Write, bdev_cache), 8);
         assert_eq!(asked(BioOp::Write, swap_out), 5);
-        assert_eq!(asked(BioOp::Write, FakeFolio::default()), 8);
+        assert_eq!(asked(BioOp::Write, FakeFolio::default()), 9);
         assert_eq!(asked(BioOp::Write, slab), 3);
         assert_eq!(asked(BioOp::Read, fill), 6);
     }
@@ -650,7 +673,8 @@ mod tests {
                 "shmem",
                 "pagecache",
                 "bdevcache",
-                "mapped"
+                "mapped",
+                "foreign"
             ]
         );
     }

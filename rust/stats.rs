@@ -210,7 +210,7 @@ mod tests {
         stats.bounced_for(Reason::PageCache);
         stats.bounced_for(Reason::PageCache);
         let s = stats.snapshot();
-        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0]);
+        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0]);
     }
 
     #[test]

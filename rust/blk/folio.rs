@@ -36,6 +36,11 @@ pub(crate) trait FolioState {
     fn is_uptodate(&self) -> bool;
     /// Mapped into some process's page tables.
     fn is_mapped(&self) -> bool;
+    /// Another Xen domain's page, grant-mapped here (`PG_foreign`): xen-blkback's data.
+    /// The flag bit is shared (`PG_owner_priv_1`: `PG_checked` of filesystems, the swap
+    /// cache, Xen page tables), so the answer is meant only for folios of no mapping that
+    /// are not in the swap cache; Xen page tables never carry bio data.
+    fn is_foreign(&self) -> bool;
     /// In the page cache of a block device: filesystem metadata in buffer heads, buffered
     /// I/O to the device.
     fn in_bdev_cache(&self) -> bool;
@@ -80,35 +85,47 @@ impl Folio {
     }
 
     /// Runs one folio test of `helpers.c`.
-    fn test(&self, f: unsafe extern "C" fn(*mut bindings::folio) -> bool) -> bool {
-        // SAFETY: By the type invariant the folio is valid; the tests only read it.
+    ///
+    /// # Safety
+    ///
+    /// `f` must be one of the `blkbounce_folio_*` tests of `helpers.c`, which take any valid
+    /// folio and only read it.
+    unsafe fn test(&self, f: unsafe extern "C" fn(*mut bindings::folio) -> bool) -> bool {
+        // SAFETY: By the type invariant the folio is valid, and the caller passes a test
+        // that only reads a valid folio.
         unsafe { f(self.as_raw()) }
     }
 }
 
 impl FolioState for Folio {
     fn is_zero(&self) -> bool {
-        self.test(helpers::blkbounce_folio_is_zero)
+        // SAFETY: `blkbounce_folio_is_zero` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_is_zero) }
     }
 
     fn maybe_dma_pinned(&self) -> bool {
-        self.test(helpers::blkbounce_folio_maybe_dma_pinned)
+        // SAFETY: `blkbounce_folio_maybe_dma_pinned` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_maybe_dma_pinned) }
     }
 
     fn is_slab(&self) -> bool {
-        self.test(helpers::blkbounce_folio_is_slab)
+        // SAFETY: `blkbounce_folio_is_slab` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_is_slab) }
     }
 
     fn is_anon(&self) -> bool {
-        self.test(helpers::blkbounce_folio_anon)
+        // SAFETY: `blkbounce_folio_anon` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_anon) }
     }
 
     fn is_swapbacked(&self) -> bool {
-        self.test(helpers::blkbounce_folio_swapbacked)
+        // SAFETY: `blkbounce_folio_swapbacked` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_swapbacked) }
     }
 
     fn in_swap_cache(&self) -> bool {
-        self.test(helpers::blkbounce_folio_swapcache)
+        // SAFETY: `blkbounce_folio_swapcache` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_swapcache) }
     }
 
     fn has_mapping(&self) -> bool {
@@ -118,27 +135,38 @@ impl FolioState for Folio {
     }
 
     fn under_writeback(&self) -> bool {
-        self.test(helpers::blkbounce_folio_writeback)
+        // SAFETY: `blkbounce_folio_writeback` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_writeback) }
     }
 
     fn is_locked(&self) -> bool {
-        self.test(helpers::blkbounce_folio_locked)
+        // SAFETY: `blkbounce_folio_locked` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_locked) }
     }
 
     fn is_uptodate(&self) -> bool {
-        self.test(helpers::blkbounce_folio_uptodate)
+        // SAFETY: `blkbounce_folio_uptodate` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_uptodate) }
     }
 
     fn is_mapped(&self) -> bool {
-        self.test(helpers::blkbounce_folio_mapped)
+        // SAFETY: `blkbounce_folio_mapped` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_mapped) }
+    }
+
+    fn is_foreign(&self) -> bool {
+        // SAFETY: `blkbounce_folio_foreign` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_foreign) }
     }
 
     fn in_bdev_cache(&self) -> bool {
-        self.test(helpers::blkbounce_folio_bdev_cache)
+        // SAFETY: `blkbounce_folio_bdev_cache` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_bdev_cache) }
     }
 
     fn has_stable_writes(&self) -> bool {
-        self.test(helpers::blkbounce_folio_stable_writes)
+        // SAFETY: `blkbounce_folio_stable_writes` is a folio test of `helpers.c`.
+        unsafe { self.test(helpers::blkbounce_folio_stable_writes) }
     }
 }
 
