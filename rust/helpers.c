@@ -111,10 +111,14 @@ bool blkbounce_folio_mapped(struct folio *folio)
 	return folio_mapped(folio);
 }
 
-/* Another Xen domain's page, grant-mapped here (xen-blkback); the guest may write it. */
+/*
+ * Another Xen domain's page, grant-mapped here (xen-blkback, xen-scsiback); the guest may
+ * write it. Only Xen's grant table sets the flag, so other kernels need not read a bit
+ * that filesystems also use (PG_checked).
+ */
 bool blkbounce_folio_foreign(struct folio *folio)
 {
-	return folio_test_foreign(folio);
+	return IS_ENABLED(CONFIG_XEN) && folio_test_foreign(folio);
 }
 
 /*

@@ -18,8 +18,9 @@
 //!   with no unexpected references, and a swap device with stable writes
 //!   (`SWP_STABLE_WRITES`) maps it back read-only until the writeback ends
 //!   (`do_swap_page`);
-//! - slab memory, or kernel memory of no mapping that no process maps: a filesystem's own
-//!   bounce folios (`bio_iov_iter_bounce`), metadata buffers, vmalloc'd log buffers.
+//! - slab memory, or kernel memory of no mapping that no process maps and that is not
+//!   another Xen domain's: a filesystem's own bounce folios (`bio_iov_iter_bounce`),
+//!   metadata buffers, vmalloc'd log buffers.
 //!
 //! A read may pass when the folio is locked and not yet up to date, with no process
 //! mapping it: a page cache or swap cache folio being filled, which nobody can see or write
@@ -28,8 +29,8 @@
 //! Everything else is bounced, by the first reason that holds: pinned for DMA, anonymous
 //! (vmsplice'd user memory), shmem (tmpfs, memfd), a file's page cache that is not under
 //! its own stable writeback (spliced, sent by `sendfile`, copied by `copy_file_range`), a
-//! block device's page cache (metadata buffers, buffered I/O to a disk), or mapped into a
-//! process.
+//! block device's page cache (metadata buffers, buffered I/O to a disk), mapped into a
+//! process, or foreign (a Xen guest's page, grant-mapped by xen-blkback).
 
 #![deny(unsafe_code)]
 

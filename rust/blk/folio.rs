@@ -36,10 +36,12 @@ pub(crate) trait FolioState {
     fn is_uptodate(&self) -> bool;
     /// Mapped into some process's page tables.
     fn is_mapped(&self) -> bool;
-    /// Another Xen domain's page, grant-mapped here (`PG_foreign`): xen-blkback's data.
-    /// The flag bit is shared (`PG_owner_priv_1`: `PG_checked` of filesystems, the swap
-    /// cache, Xen page tables), so the answer is meant only for folios of no mapping that
-    /// are not in the swap cache; Xen page tables never carry bio data.
+    /// Another Xen domain's page, grant-mapped here (`PG_foreign`): the data of
+    /// xen-blkback, or of xen-scsiback through a target backend. The flag bit is shared
+    /// (`PG_owner_priv_1`: `PG_checked` of filesystems, the swap cache, Xen page tables,
+    /// `PG_xen_remapped`, `PG_vmemmap_self_hosted`), so the answer is meant only for folios
+    /// of no mapping that are not in the swap cache; a false yes only bounces a bio that
+    /// did not need it.
     fn is_foreign(&self) -> bool;
     /// In the page cache of a block device: filesystem metadata in buffer heads, buffered
     /// I/O to the device.
