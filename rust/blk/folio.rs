@@ -85,90 +85,43 @@ impl Folio {
     fn as_raw(&self) -> *mut bindings::folio {
         self.0.get()
     }
+}
 
-    /// Runs one folio test of `helpers.c`.
-    ///
-    /// # Safety
-    ///
-    /// `f` must be one of the `blkbounce_folio_*` tests of `helpers.c`, which take any valid
-    /// folio and only read it.
-    unsafe fn test(&self, f: unsafe extern "C" fn(*mut bindings::folio) -> bool) -> bool {
-        // SAFETY: By the type invariant the folio is valid, and the caller passes a test
-        // that only reads a valid folio.
-        unsafe { f(self.as_raw()) }
-    }
+/// Implements `FolioState` tests as calls of the `helpers.c` wrappers they name.
+macro_rules! folio_tests {
+    ($($test:ident => $helper:ident,)*) => {
+        $(
+            fn $test(&self) -> bool {
+                // SAFETY: By the type invariant the folio is valid, and every
+                // `blkbounce_folio_*` test of `helpers.c` takes any valid folio and only
+                // reads it.
+                unsafe { helpers::$helper(self.as_raw()) }
+            }
+        )*
+    };
 }
 
 impl FolioState for Folio {
-    fn is_zero(&self) -> bool {
-        // SAFETY: `blkbounce_folio_is_zero` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_is_zero) }
-    }
-
-    fn maybe_dma_pinned(&self) -> bool {
-        // SAFETY: `blkbounce_folio_maybe_dma_pinned` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_maybe_dma_pinned) }
-    }
-
-    fn is_slab(&self) -> bool {
-        // SAFETY: `blkbounce_folio_is_slab` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_is_slab) }
-    }
-
-    fn is_anon(&self) -> bool {
-        // SAFETY: `blkbounce_folio_anon` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_anon) }
-    }
-
-    fn is_swapbacked(&self) -> bool {
-        // SAFETY: `blkbounce_folio_swapbacked` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_swapbacked) }
-    }
-
-    fn in_swap_cache(&self) -> bool {
-        // SAFETY: `blkbounce_folio_swapcache` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_swapcache) }
+    folio_tests! {
+        is_zero => blkbounce_folio_is_zero,
+        maybe_dma_pinned => blkbounce_folio_maybe_dma_pinned,
+        is_slab => blkbounce_folio_is_slab,
+        is_anon => blkbounce_folio_anon,
+        is_swapbacked => blkbounce_folio_swapbacked,
+        in_swap_cache => blkbounce_folio_swapcache,
+        under_writeback => blkbounce_folio_writeback,
+        is_locked => blkbounce_folio_locked,
+        is_uptodate => blkbounce_folio_uptodate,
+        is_mapped => blkbounce_folio_mapped,
+        is_foreign => blkbounce_folio_foreign,
+        in_bdev_cache => blkbounce_folio_bdev_cache,
+        has_stable_writes => blkbounce_folio_stable_writes,
     }
 
     fn has_mapping(&self) -> bool {
         // SAFETY: By the type invariant the folio is valid; `folio_mapping` only reads the
         // folio (not the mapping it returns).
         !unsafe { bindings::folio_mapping(self.as_raw()) }.is_null()
-    }
-
-    fn under_writeback(&self) -> bool {
-        // SAFETY: `blkbounce_folio_writeback` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_writeback) }
-    }
-
-    fn is_locked(&self) -> bool {
-        // SAFETY: `blkbounce_folio_locked` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_locked) }
-    }
-
-    fn is_uptodate(&self) -> bool {
-        // SAFETY: `blkbounce_folio_uptodate` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_uptodate) }
-    }
-
-    fn is_mapped(&self) -> bool {
-        // SAFETY: `blkbounce_folio_mapped` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_mapped) }
-    }
-
-    fn is_foreign(&self) -> bool {
-        // SAFETY: `blkbounce_folio_foreign` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_foreign) }
-    }
-
-    fn in_bdev_cache(&self) -> bool {
-        // SAFETY: `blkbounce_folio_bdev_cache` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_bdev_cache) }
-    }
-
-    fn has_stable_writes(&self) -> bool {
-        // SAFETY: `blkbounce_folio_stable_writes` is a folio test of `helpers.c`.
-        unsafe { self.test(helpers::blkbounce_folio_stable_writes) }
     }
 }
 
