@@ -16,7 +16,9 @@ pub(crate) mod disk;
 pub(crate) mod folio;
 pub(crate) mod lower;
 pub(crate) mod page_pool;
+pub(crate) mod segment_walk;
 pub(crate) mod status;
+pub(crate) mod wait_queue;
 pub(crate) mod workqueue;
 
 /// Declarations of the one-line C wrappers in `helpers.c`.
@@ -27,7 +29,36 @@ mod helpers {
     // only pointers to them cross this boundary.
     #[expect(improper_ctypes)]
     extern "C" {
-        pub(super) fn blkbounce_disk_openers(disk: *mut bindings::gendisk) -> u32;
+        pub(super) static blkbounce_blk_sts_ioerr: bindings::blk_status_t;
+        pub(super) static blkbounce_blk_sts_again: bindings::blk_status_t;
+        pub(super) static blkbounce_blk_feat_stable_writes: bindings::blk_features_t;
+        pub(super) static blkbounce_blk_feat_nowait: bindings::blk_features_t;
+        pub(super) static blkbounce_blk_feat_io_stat: bindings::blk_features_t;
+        pub(super) static blkbounce_blk_open_read: bindings::blk_mode_t;
+        pub(super) static blkbounce_blk_open_write: bindings::blk_mode_t;
+
+        pub(super) fn blkbounce_bdev_is_zoned(bdev: *mut bindings::block_device) -> bool;
+        pub(super) fn blkbounce_disk_io_stat(disk: *mut bindings::gendisk) -> bool;
+        pub(super) fn blkbounce_trace_bio_remap(
+            bio: *mut bindings::bio,
+            from: *mut bindings::gendisk,
+            sector: u64,
+        );
+        pub(super) fn blkbounce_page_address(page: *mut bindings::page) -> *mut u8;
+        pub(super) fn blkbounce_memcpy_from_page(
+            to: *mut u8,
+            page: *mut bindings::page,
+            offset: usize,
+            len: usize,
+        );
+        pub(super) fn blkbounce_memcpy_to_page(
+            page: *mut bindings::page,
+            offset: usize,
+            from: *const u8,
+            len: usize,
+        );
+        pub(super) fn blkbounce_totalram_pages() -> kernel::ffi::c_ulong;
+        pub(super) fn blkbounce_wq_has_sleeper(wq_head: *mut bindings::wait_queue_head) -> bool;
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
         pub(super) fn blkbounce_bdev_holder(
             bdev: *mut bindings::block_device,

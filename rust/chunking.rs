@@ -18,11 +18,16 @@ pub(crate) const MAX_CHUNK_ORDER: u32 = 4;
 /// bios are split first.
 pub(crate) const MAX_BOUNCE_BYTES: u32 = 256 * PAGE_SIZE;
 
-/// The order of the chunk for the next `left` bytes: the smallest that holds them, at
-/// most `max_order`.
+/// The order of the chunk for the next `left` bytes: the largest that they fill (rounded
+/// up to whole pages), at most `max_order`. A 36 KiB bio takes 32 KiB and 4 KiB, not 64 KiB.
 pub(crate) fn chunk_order(left: u32, max_order: u32) -> u32 {
     let pages = left.div_ceil(PAGE_SIZE).max(1);
-    pages.next_power_of_two().trailing_zeros().min(max_order)
+    pages.ilog2().min(max_order)
+}
+
+/// The bounce memory a bio of `size` bytes takes: whole pages.
+pub(crate) fn bounce_bytes(size: u32) -> u32 {
+    size.div_ceil(PAGE_SIZE) * PAGE_SIZE
 }
 
 /// The most chunks `size` bytes can take: one per page.
@@ -39,11 +44,38 @@ mod tests {
         assert_eq!(chunk_order(1, MAX_CHUNK_ORDER), 0);
         assert_eq!(chunk_order(4096, MAX_CHUNK_ORDER), 0);
         assert_eq!(chunk_order(4097, MAX_CHUNK_ORDER), 1);
-        assert_eq!(chunk_order(3 * 4096, MAX_CHUNK_ORDER), 2);
+        assert_eq!(chunk_order(3 * 4096, MAX_CHUNK_ORDER), 1);
+        assert_eq!(chunk_order(4 * 4096, MAX_CHUNK_ORDER), 2);
+        assert_eq!(chunk_order(36 * 1024, MAX_CHUNK_ORDER), 3);
         assert_eq!(chunk_order(65536, MAX_CHUNK_ORDER), 4);
         assert_eq!(chunk_order(MAX_BOUNCE_BYTES, MAX_CHUNK_ORDER), 4);
         assert_eq!(chunk_order(MAX_BOUNCE_BYTES, 2), 2);
         assert_eq!(chunk_order(0, MAX_CHUNK_ORDER), 0);
+    }
+
+    /// The chunks of a bio, in order, when every order is to be had.
+    fn chunks(size: u32) -> KVec<u32> {
+        let mut out = KVec::new();
+        let mut left = bounce_bytes(size);
+        while left > 0 {
+            let chunk = PAGE_SIZE << chunk_order(left, MAX_CHUNK_ORDER);
+            out.push(chunk, GFP_KERNEL).unwrap();
+            left -= chunk;
+        }
+        out
+    }
+
+    #[test]
+    fn chunks_never_exceed_the_bio() {
+        assert_eq!(&chunks(36 * 1024)[..], &[32768, 4096]);
+        assert_eq!(&chunks(512)[..], &[4096]);
+        assert_eq!(&chunks(4096 + 512)[..], &[8192]);
+        assert_eq!(&chunks(200 * 1024)[..], &[65536, 65536, 65536, 8192]);
+        for kib in 1..=1024 {
+            let c = chunks(kib * 1024);
+            assert_eq!(c.iter().sum::<u32>(), bounce_bytes(kib * 1024));
+            assert!(c.len() <= max_chunks(kib * 1024) as usize);
+        }
     }
 
     #[test]

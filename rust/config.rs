@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The configfs interface: `/sys/kernel/config/blkbounce/<name>/{backing,mode,enable,disk,
-//! stats,trace}`.
+//! stats,trace,max_bounce_bytes}`.
 
 #![deny(unsafe_code)]
 
@@ -10,7 +10,9 @@ use crate::{
         configfs_pin::{ItemPin, SubsystemSlot},
         disk::Disk,
         lower::LowerDevice,
+        page_pool::total_ram_bytes,
     },
+    chunking::MAX_BOUNCE_BYTES,
     device::BounceDevice,
     disk_index::DiskIndexPool,
     mode::Mode,
@@ -96,6 +98,7 @@ impl configfs::GroupOperations for Config {
                 disk: 3,
                 stats: 4,
                 trace: 5,
+                max_bounce_bytes: 6,
             ],
         };
         Ok(configfs::Group::new(
@@ -108,6 +111,7 @@ impl configfs::GroupOperations for Config {
                     backing: None,
                     mode: Mode::Auto,
                     trace: false,
+                    max_bounce_bytes: default_max_bounce_bytes(),
                     enabled: None,
                 }),
             }),
@@ -129,7 +133,18 @@ struct DeviceState {
     backing: Option<CString>,
     mode: Mode,
     trace: bool,
+    max_bounce_bytes: u64,
     enabled: Option<Enabled>,
+}
+
+/// The least bounce memory one device may hold in flight: 16 MiB, as dm-crypt's least
+/// share per client (`DM_CRYPT_MIN_PAGES_PER_CLIENT`).
+const MIN_DEFAULT_MAX_BOUNCE_BYTES: u64 = 16 << 20;
+
+/// The default cap on bounce memory in flight: 2 % of RAM, as dm-crypt's
+/// (`DM_CRYPT_MEMORY_PERCENT`), but at least [`MIN_DEFAULT_MAX_BOUNCE_BYTES`].
+fn default_max_bounce_bytes() -> u64 {
+    (total_ram_bytes() / 50).max(MIN_DEFAULT_MAX_BOUNCE_BYTES)
 }
 
 /// What exists while a device is enabled. Fields drop in order: the disk goes first.
@@ -178,6 +193,13 @@ impl DeviceConfig {
         let lower = LowerDevice::open(path, self).inspect_err(|e| {
             pr_err!("{name}: cannot open backing {}: {e:?}\n", &**path);
         })?;
+        if lower.is_zoned() {
+            pr_err!(
+                "{name}: cannot enable: backing {} is zoned; blkbounce does not stack on zoned devices\n",
+                &**path
+            );
+            return Err(EOPNOTSUPP);
+        }
         // The node may have been given to a blkbounce disk since `backing` was written.
         if lower.is_ours() {
             pr_err!(
@@ -186,10 +208,16 @@ impl DeviceConfig {
             );
             return Err(ELOOP);
         }
-        let disk =
-            BounceDevice::create(disk_name, lower, state.mode, state.trace).inspect_err(|e| {
-                pr_err!("{name}: cannot create the disk: {e:?}\n");
-            })?;
+        let disk = BounceDevice::create(
+            disk_name,
+            lower,
+            state.mode,
+            state.trace,
+            state.max_bounce_bytes,
+        )
+        .inspect_err(|e| {
+            pr_err!("{name}: cannot create the disk: {e:?}\n");
+        })?;
         let pin = ItemPin::new(&self.shared.slot, name).inspect_err(|e| {
             pr_err!("{name}: cannot pin the configfs directory: {e:?}\n");
         })?;
@@ -211,14 +239,14 @@ impl DeviceConfig {
         let Some(enabled) = &state.enabled else {
             return Ok(());
         };
-        if enabled.disk.is_open() {
+        // From here on opens fail, so the disk stays closed until it is gone.
+        enabled.disk.begin_removal().inspect_err(|_| {
             pr_err!(
                 "{}: cannot disable: {} is open\n",
                 &*self.name,
                 enabled.disk.driver().name()
             );
-            return Err(EBUSY);
-        }
+        })?;
         drop(state.enabled.take());
         pr_info!("{}: disabled\n", &*self.name);
         Ok(())
@@ -282,6 +310,13 @@ impl AttributeOperations<0> for DeviceConfig {
                 &*path
             );
             return Err(ELOOP);
+        }
+        if inspection.is_zoned {
+            pr_err!(
+                "{name}: backing {}: is zoned; blkbounce does not stack on zoned devices\n",
+                &*path
+            );
+            return Err(EOPNOTSUPP);
         }
         if inspection.is_held {
             pr_err!("{name}: backing {}: held exclusively (mounted, or used by md, dm or another blkbounce device)\n", &*path);
@@ -354,7 +389,7 @@ impl AttributeOperations<4> for DeviceConfig {
 
     fn show(this: &DeviceConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let snapshot = match &this.state.lock().enabled {
-            Some(enabled) => enabled.disk.driver().stats().snapshot(),
+            Some(enabled) => enabled.disk.driver().stats_snapshot(),
             None => StatsSnapshot::default(),
         };
         let mut writer = kernel::str::Formatter::new(page);
@@ -381,6 +416,35 @@ impl AttributeOperations<5> for DeviceConfig {
         if let Some(enabled) = &state.enabled {
             enabled.disk.driver().set_trace(trace);
         }
+        Ok(())
+    }
+}
+
+/// `max_bounce_bytes`: the most bounce memory the device's bios hold at once, in bytes.
+/// Bios over it wait, or fail with `EAGAIN` if they must not. Settable while disabled.
+#[vtable]
+impl AttributeOperations<6> for DeviceConfig {
+    type Data = DeviceConfig;
+
+    fn show(this: &DeviceConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, this.state.lock().max_bounce_bytes)
+    }
+
+    fn store(this: &DeviceConfig, page: &[u8]) -> Result {
+        let name: &CStr = &this.name;
+        let ram = total_ram_bytes();
+        let bytes = text::u64_value(page)
+            .ok()
+            .filter(|b| (u64::from(MAX_BOUNCE_BYTES)..=ram).contains(b))
+            .ok_or_else(|| {
+                pr_err!(
+                    "{name}: max_bounce_bytes: expected a number of bytes from {MAX_BOUNCE_BYTES} (one largest bounce bio) to {ram} (RAM)\n"
+                );
+                EINVAL
+            })?;
+        let mut state = this.state.lock();
+        this.check_disabled(&state, "max_bounce_bytes")?;
+        state.max_bounce_bytes = bytes;
         Ok(())
     }
 }

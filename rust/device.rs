@@ -3,15 +3,17 @@
 //! An enabled blkbounce device: a disk stacked on a lower device, and its I/O path.
 
 #![deny(unsafe_code)]
+// Only the `unsafe impl`s of the block layer's driver traits are allowed: promises about
+// the fields of the driver data, with no unsafe operation.
 
 use crate::{
     blk::{
         bio::BioOp,
         bioset::{BioSet, CloneTarget, Gfp},
-        bounce::{new_bounce_bioset, BounceBuffer, BounceDone, BounceTarget},
+        bounce::{new_bounce_bioset, BounceBuffer, BounceDone, BounceTarget, NoBuffer},
         disk::{BioDriver, Disk, DiskOptions, SubmittedBio},
         lower::LowerDevice,
-        page_pool::{Chunk, PagePool},
+        page_pool::{Chunk, PagePool, Reservation},
         status::BlkStatus,
         workqueue::Workqueue,
     },
@@ -19,7 +21,7 @@ use crate::{
     mode::Mode,
     policy::{self, Decision, Io, Reason},
     ratelimit::RateLimit,
-    stats::Stats,
+    stats::{Stats, StatsSnapshot},
 };
 use kernel::{
     new_mutex,
@@ -59,12 +61,14 @@ pub(crate) struct BounceDevice {
 }
 
 impl BounceDevice {
-    /// Creates the disk `name` over `lower`.
+    /// Creates the disk `name` over `lower`, whose bounce bios may hold at most
+    /// `max_bounce_bytes` at once (at least [`chunking::MAX_BOUNCE_BYTES`]).
     pub(crate) fn create(
         name: CString,
         lower: LowerDevice,
         mode: Mode,
         trace: bool,
+        max_bounce_bytes: u64,
     ) -> Result<Disk<Self>> {
         let disk_name = CString::try_from(&*name)?;
         let copy_queue = Workqueue::new(c"blkbounce_copy", &name)?;
@@ -75,9 +79,12 @@ impl BounceDevice {
             trace: Atomic::new(trace),
             trace_limit: RateLimit::new(),
             lower,
-            clones <- BioSet::new(BIO_RESERVE),
+            clones <- BioSet::new_for_clones(BIO_RESERVE),
             bounces <- new_bounce_bioset(if bouncing { BIO_RESERVE } else { 1 }),
-            pages <- PagePool::new(if bouncing { PAGE_RESERVE } else { 0 }),
+            pages <- PagePool::new(
+                if bouncing { PAGE_RESERVE } else { 0 },
+                max_bounce_bytes.max(u64::from(chunking::MAX_BOUNCE_BYTES)),
+            ),
             reserve_lock <- new_mutex!(()),
             copy_queue,
             stats: Stats::new(),
@@ -92,9 +99,9 @@ impl BounceDevice {
         Disk::new(&disk_name, options, driver)
     }
 
-    /// Returns the counters.
-    pub(crate) fn stats(&self) -> &Stats {
-        &self.stats
+    /// Returns the counters, with the figures of the cap on bounce memory.
+    pub(crate) fn stats_snapshot(&self) -> StatsSnapshot {
+        self.stats.snapshot(self.pages.cap_figures())
     }
 
     /// Returns the disk name, e.g. `blkbounce0`.
@@ -126,7 +133,7 @@ impl BounceDevice {
     }
 
     fn pass_through(&self, bio: SubmittedBio<Self>) {
-        self.stats.passed_through(bio.size());
+        self.stats.passed_through(bio.op(), bio.size());
         let gfp = if bio.is_nowait() {
             Gfp::NoWait
         } else {
@@ -134,56 +141,79 @@ impl BounceDevice {
         };
         if let Err((bio, _)) = bio.submit_clone(gfp) {
             self.stats.nowait_again();
-            bio.end(BlkStatus::AGAIN);
+            bio.end(BlkStatus::again());
         }
     }
 
     fn bounce(&self, bio: SubmittedBio<Self>, reason: Reason) {
-        let mut buffer = match self.alloc_bounce(&bio, Gfp::NoWait) {
-            Some(buffer) => buffer,
-            None if bio.is_nowait() => {
-                self.stats.nowait_again();
-                return bio.end(BlkStatus::AGAIN);
-            }
-            None => {
+        // Room under the cap first: a bio over it waits for bounce bios to complete.
+        let bytes = chunking::bounce_bytes(bio.size());
+        let room = match self.pages.reserve(bytes, Gfp::NoWait) {
+            Some(room) => room,
+            None if bio.is_nowait() => return self.again(bio),
+            None => match self.pages.reserve(bytes, Gfp::NoIo) {
+                Some(room) => room,
+                // Only a bio larger than the cap, which the split prevents, gets here.
+                None => return bio.end(BlkStatus::io_error()),
+            },
+        };
+        let buffer = match self.alloc_bounce(bio, room, Gfp::NoWait) {
+            Ok(buffer) => buffer,
+            Err(NoBuffer { upper, .. }) if upper.is_nowait() => return self.again(upper),
+            Err(NoBuffer { upper, room }) => {
                 // Serve bios one at a time from the reserve, which holds a whole bio.
                 self.stats.reserve_fallback();
                 let _guard = self.reserve_lock.lock();
-                match self.alloc_bounce(&bio, Gfp::NoIo) {
-                    Some(buffer) => buffer,
+                match self.alloc_bounce(upper, room, Gfp::NoIo) {
+                    Ok(buffer) => buffer,
                     // The reserve always serves a `Gfp::NoIo` allocation in the end.
-                    None => return bio.end(BlkStatus::IOERR),
+                    Err(NoBuffer { upper, .. }) => return upper.end(BlkStatus::io_error()),
                 }
             }
         };
         self.stats.bounced_for(reason);
-        if bio.op() == BioOp::Write {
-            buffer.copy_from(&bio);
-            self.stats.bounced_write(bio.size());
+        let size = buffer.upper().size();
+        if buffer.upper().op() == BioOp::Write {
+            self.stats.bounced_write(size);
         } else {
-            self.stats.bounced_read(bio.size());
+            self.stats.bounced_read(size);
         }
-        buffer.submit(bio);
+        buffer.submit();
     }
 
-    /// Allocates bounce memory for `bio`: high-order chunks while the page allocator has
-    /// them at once, single pages from the reserve for the rest.
-    fn alloc_bounce(&self, bio: &SubmittedBio<Self>, gfp: Gfp) -> Option<BounceBuffer<'_, Self>> {
+    /// Ends a `REQ_NOWAIT` bio that would have to wait.
+    fn again(&self, bio: SubmittedBio<Self>) {
+        self.stats.nowait_again();
+        bio.end(BlkStatus::again());
+    }
+
+    /// Allocates bounce memory for `bio` within `room`: high-order chunks while the page
+    /// allocator has them at once, single pages from the reserve for the rest.
+    fn alloc_bounce<'a>(
+        &'a self,
+        bio: SubmittedBio<Self>,
+        room: Reservation<'a>,
+        gfp: Gfp,
+    ) -> Result<BounceBuffer<'a, Self>, NoBuffer<'a, Self>> {
         let size = bio.size();
-        let mut buffer = BounceBuffer::new(self, bio, chunking::max_chunks(size), gfp)?;
+        let mut buffer = BounceBuffer::new(bio, room, chunking::max_chunks(size), gfp)?;
         let mut max_order = chunking::MAX_CHUNK_ORDER;
         while buffer.size() < size {
             let left = size - buffer.size();
-            let chunk = self.alloc_chunk(chunking::chunk_order(left, max_order), gfp)?;
+            let Some(chunk) = self.alloc_chunk(chunking::chunk_order(left, max_order), gfp) else {
+                return Err(buffer.abandon());
+            };
             if chunk.came_from_pool() {
                 self.stats.reserve_page();
             }
             // Once an order is not to be had, do not ask for it again for this bio.
             max_order = chunk.order();
             let len = left.min(chunk.size() as u32);
-            buffer.push(chunk, len);
+            if buffer.push(chunk, len).is_err() {
+                return Err(buffer.abandon());
+            }
         }
-        Some(buffer)
+        Ok(buffer)
     }
 
     fn alloc_chunk(&self, order: u32, gfp: Gfp) -> Option<Chunk<'_>> {
@@ -192,17 +222,26 @@ impl BounceDevice {
             .find_map(|o| self.pages.alloc(o, gfp))
             .or_else(|| self.pages.alloc(0, gfp))
     }
+
+    /// Counts a bio the lower device completed with `status`.
+    fn completed(&self, nowait: bool, status: BlkStatus) {
+        if status == BlkStatus::again() && nowait {
+            self.stats.nowait_again();
+        } else if !status.is_ok() {
+            self.stats.failed();
+        }
+    }
 }
 
-impl BioDriver for BounceDevice {
+// A promise about the driver data, with no unsafe operation.
+#[allow(unsafe_code)]
+// SAFETY: The lower device is a field of the driver data, set once at creation.
+unsafe impl BioDriver for BounceDevice {
     fn lower(&self) -> &LowerDevice {
         &self.lower
     }
 
     fn submit_bio(&self, bio: SubmittedBio<Self>) {
-        let Some(bio) = bio.split_to_limits() else {
-            return;
-        };
         let io = Io {
             op: bio.op(),
             has_data: bio.has_data(),
@@ -217,20 +256,25 @@ impl BioDriver for BounceDevice {
     }
 }
 
-impl CloneTarget for BounceDevice {
+// A promise about the driver data, with no unsafe operation.
+#[allow(unsafe_code)]
+// SAFETY: `clones` is a field of the driver data, made by `BioSet::new_for_clones`.
+unsafe impl CloneTarget for BounceDevice {
     fn bioset(&self) -> &BioSet {
         &self.clones
     }
 
     fn clone_done(bio: SubmittedBio<Self>, status: BlkStatus) {
-        if !status.is_ok() {
-            bio.driver().stats.failed();
-        }
+        bio.driver().completed(bio.is_nowait(), status);
         bio.end(status);
     }
 }
 
-impl BounceTarget for BounceDevice {
+// A promise about the driver data, with no unsafe operation.
+#[allow(unsafe_code)]
+// SAFETY: `bounces` (made by `new_bounce_bioset`), `pages` and `copy_queue` are fields of
+// the driver data, set once at creation.
+unsafe impl BounceTarget for BounceDevice {
     fn bounce_bioset(&self) -> &BioSet {
         &self.bounces
     }
@@ -247,7 +291,7 @@ impl BounceTarget for BounceDevice {
         let status = done.status();
         if !status.is_ok() {
             // Nothing is copied back: the bounce memory holds no data to give.
-            done.driver().stats.failed();
+            done.driver().completed(done.upper().is_nowait(), status);
             done.finish(status);
         } else if done.upper().op() == BioOp::Read {
             done.defer();

@@ -5,18 +5,35 @@
  */
 
 #include <linux/blkdev.h>
+#include <linux/highmem.h>
 #include <linux/huge_mm.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/rcupdate.h>
+#include <linux/wait.h>
+#include <trace/events/block.h>
 
-unsigned int blkbounce_disk_openers(struct gendisk *disk);
+/*
+ * Values of C flag and status macros that bindgen does not translate (they carry casts),
+ * so that Rust never writes their numbers itself.
+ */
+extern const blk_status_t blkbounce_blk_sts_ioerr;
+extern const blk_status_t blkbounce_blk_sts_again;
+extern const blk_features_t blkbounce_blk_feat_stable_writes;
+extern const blk_features_t blkbounce_blk_feat_nowait;
+extern const blk_features_t blkbounce_blk_feat_io_stat;
+extern const blk_mode_t blkbounce_blk_open_read;
+extern const blk_mode_t blkbounce_blk_open_write;
+
+const blk_status_t blkbounce_blk_sts_ioerr = BLK_STS_IOERR;
+const blk_status_t blkbounce_blk_sts_again = BLK_STS_AGAIN;
+const blk_features_t blkbounce_blk_feat_stable_writes = BLK_FEAT_STABLE_WRITES;
+const blk_features_t blkbounce_blk_feat_nowait = BLK_FEAT_NOWAIT;
+const blk_features_t blkbounce_blk_feat_io_stat = BLK_FEAT_IO_STAT;
+const blk_mode_t blkbounce_blk_open_read = BLK_OPEN_READ;
+const blk_mode_t blkbounce_blk_open_write = BLK_OPEN_WRITE;
+
 sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev);
-
-unsigned int blkbounce_disk_openers(struct gendisk *disk)
-{
-	return disk_openers(disk);
-}
 
 sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev)
 {
@@ -24,6 +41,25 @@ sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev)
 }
 
 void *blkbounce_bdev_holder(struct block_device *bdev);
+bool blkbounce_bdev_is_zoned(struct block_device *bdev);
+bool blkbounce_disk_io_stat(struct gendisk *disk);
+void blkbounce_trace_bio_remap(struct bio *bio, struct gendisk *from, sector_t sector);
+
+bool blkbounce_bdev_is_zoned(struct block_device *bdev)
+{
+	return bdev_is_zoned(bdev);
+}
+
+bool blkbounce_disk_io_stat(struct gendisk *disk)
+{
+	return blk_queue_io_stat(disk->queue);
+}
+
+/* blktrace's remap event: @bio, sent to its device, stands in for @sector of @from. */
+void blkbounce_trace_bio_remap(struct bio *bio, struct gendisk *from, sector_t sector)
+{
+	trace_block_bio_remap(bio, disk_devt(from), sector);
+}
 
 void *blkbounce_bdev_holder(struct block_device *bdev)
 {
@@ -31,6 +67,36 @@ void *blkbounce_bdev_holder(struct block_device *bdev)
 }
 
 unsigned int blkbounce_page_order(struct page *page);
+void *blkbounce_page_address(struct page *page);
+void blkbounce_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len);
+void blkbounce_memcpy_to_page(struct page *page, size_t offset, const char *from, size_t len);
+unsigned long blkbounce_totalram_pages(void);
+bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head);
+
+void *blkbounce_page_address(struct page *page)
+{
+	return page_address(page);
+}
+
+void blkbounce_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len)
+{
+	memcpy_from_page(to, page, offset, len);
+}
+
+void blkbounce_memcpy_to_page(struct page *page, size_t offset, const char *from, size_t len)
+{
+	memcpy_to_page(page, offset, from, len);
+}
+
+unsigned long blkbounce_totalram_pages(void)
+{
+	return totalram_pages();
+}
+
+bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head)
+{
+	return wq_has_sleeper(wq_head);
+}
 
 unsigned int blkbounce_page_order(struct page *page)
 {

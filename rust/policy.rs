@@ -133,7 +133,7 @@ pub(crate) enum Decision {
 /// Decides for the bio `io` whose data, if it has any, lies in the folios of `data`
 /// (walked only in `auto` mode).
 pub(crate) fn decide(mode: Mode, io: Io, data: &impl FolioWalk) -> Decision {
-    if !io.has_data || io.op == BioOp::Other {
+    if !io.has_data || !matches!(io.op, BioOp::Read | BioOp::Write) {
         return Decision::PassThrough;
     }
     match mode {
@@ -365,7 +365,9 @@ mod tests {
         };
         for mode in Mode::ALL {
             assert_eq!(decide(mode, no_data, &bio), PASS);
-            assert_eq!(decide(mode, io(BioOp::Other), &bio), PASS);
+            for op in [BioOp::Other, BioOp::Discard, BioOp::WriteZeroes] {
+                assert_eq!(decide(mode, io(op), &bio), PASS);
+            }
         }
         // Nothing in the bio is unstable.
         assert_eq!(decide(Mode::Auto, io(BioOp::Write), &bio), PASS);

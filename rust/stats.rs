@@ -4,7 +4,10 @@
 
 #![deny(unsafe_code)]
 
-use crate::policy::Reason;
+use crate::{
+    blk::{bio::BioOp, page_pool::CapFigures},
+    policy::Reason,
+};
 use kernel::{
     fmt,
     prelude::*,
@@ -21,6 +24,10 @@ pub(crate) struct Stats {
     bounce_reasons: [Atomic<u64>; Reason::ALL.len()],
     passthrough_bios: Atomic<u64>,
     passthrough_bytes: Atomic<u64>,
+    discard_bios: Atomic<u64>,
+    discard_bytes: Atomic<u64>,
+    write_zeroes_bios: Atomic<u64>,
+    write_zeroes_bytes: Atomic<u64>,
     reserve_pages: Atomic<u64>,
     reserve_fallbacks: Atomic<u64>,
     nowait_again: Atomic<u64>,
@@ -41,6 +48,10 @@ impl Stats {
             bounce_reasons: [const { Atomic::new(0) }; Reason::ALL.len()],
             passthrough_bios: Atomic::new(0),
             passthrough_bytes: Atomic::new(0),
+            discard_bios: Atomic::new(0),
+            discard_bytes: Atomic::new(0),
+            write_zeroes_bios: Atomic::new(0),
+            write_zeroes_bytes: Atomic::new(0),
             reserve_pages: Atomic::new(0),
             reserve_fallbacks: Atomic::new(0),
             nowait_again: Atomic::new(0),
@@ -51,10 +62,17 @@ impl Stats {
         }
     }
 
-    /// Counts a bio of `bytes` passed through to the lower device unchanged.
-    pub(crate) fn passed_through(&self, bytes: u32) {
-        self.passthrough_bios.fetch_add(1, Relaxed);
-        self.passthrough_bytes.fetch_add(u64::from(bytes), Relaxed);
+    /// Counts a bio of operation `op` and size `bytes` passed through to the lower device
+    /// unchanged. The size of a discard or write zeroes is a range, not data: those are
+    /// counted apart.
+    pub(crate) fn passed_through(&self, op: BioOp, bytes: u32) {
+        let (bios, total) = match op {
+            BioOp::Discard => (&self.discard_bios, &self.discard_bytes),
+            BioOp::WriteZeroes => (&self.write_zeroes_bios, &self.write_zeroes_bytes),
+            _ => (&self.passthrough_bios, &self.passthrough_bytes),
+        };
+        bios.fetch_add(1, Relaxed);
+        total.fetch_add(u64::from(bytes), Relaxed);
     }
 
     /// Counts a read of `bytes` bounced.
@@ -87,12 +105,14 @@ impl Stats {
         self.reserve_fallbacks.fetch_add(1, Relaxed);
     }
 
-    /// Counts a `REQ_NOWAIT` bio failed with `BLK_STS_AGAIN` for want of memory.
+    /// Counts a `REQ_NOWAIT` bio ended with `BLK_STS_AGAIN`, by blkbounce for want of memory
+    /// or room under the cap, or by the lower device.
     pub(crate) fn nowait_again(&self) {
         self.nowait_again.fetch_add(1, Relaxed);
     }
 
-    /// Counts a bio that completed with an error of the lower device.
+    /// Counts a bio that completed with an error of the lower device (not `BLK_STS_AGAIN`
+    /// on a `REQ_NOWAIT` bio, which [`Stats::nowait_again`] counts).
     pub(crate) fn failed(&self) {
         self.errors.fetch_add(1, Relaxed);
     }
@@ -101,17 +121,11 @@ impl Stats {
     pub(crate) fn copied_back(&self, ns: u64) {
         self.copyback_count.fetch_add(1, Relaxed);
         self.copyback_total_ns.fetch_add(ns, Relaxed);
-        let mut max = self.copyback_max_ns.load(Relaxed);
-        while ns > max {
-            match self.copyback_max_ns.cmpxchg(max, ns, Relaxed) {
-                Ok(_) => break,
-                Err(now) => max = now,
-            }
-        }
+        raise_max(&self.copyback_max_ns, ns);
     }
 
-    /// Reads all counters.
-    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+    /// Reads all counters, with the figures of the device's cap on bounce memory.
+    pub(crate) fn snapshot(&self, cap: CapFigures) -> StatsSnapshot {
         StatsSnapshot {
             bounced_read_bios: self.bounced_read_bios.load(Relaxed),
             bounced_read_bytes: self.bounced_read_bytes.load(Relaxed),
@@ -120,6 +134,11 @@ impl Stats {
             bounce_reasons: self.bounce_reasons.each_ref().map(|n| n.load(Relaxed)),
             passthrough_bios: self.passthrough_bios.load(Relaxed),
             passthrough_bytes: self.passthrough_bytes.load(Relaxed),
+            discard_bios: self.discard_bios.load(Relaxed),
+            discard_bytes: self.discard_bytes.load(Relaxed),
+            write_zeroes_bios: self.write_zeroes_bios.load(Relaxed),
+            write_zeroes_bytes: self.write_zeroes_bytes.load(Relaxed),
+            cap,
             reserve_pages: self.reserve_pages.load(Relaxed),
             reserve_fallbacks: self.reserve_fallbacks.load(Relaxed),
             nowait_again: self.nowait_again.load(Relaxed),
@@ -127,6 +146,17 @@ impl Stats {
             copyback_count: self.copyback_count.load(Relaxed),
             copyback_total_ns: self.copyback_total_ns.load(Relaxed),
             copyback_max_ns: self.copyback_max_ns.load(Relaxed),
+        }
+    }
+}
+
+/// Raises `max` to `value` if it is smaller.
+pub(crate) fn raise_max(max: &Atomic<u64>, value: u64) {
+    let mut now = max.load(Relaxed);
+    while value > now {
+        match max.cmpxchg(now, value, Relaxed) {
+            Ok(_) => break,
+            Err(seen) => now = seen,
         }
     }
 }
@@ -142,15 +172,24 @@ pub(crate) struct StatsSnapshot {
     pub(crate) bounced_write_bytes: u64,
     /// Bounced bios by [`Reason`], in the order of [`Reason::ALL`].
     pub(crate) bounce_reasons: [u64; Reason::ALL.len()],
-    /// Bios passed to the lower device unchanged (flushes and discards included).
+    /// Reads, writes and flushes passed to the lower device unchanged.
     pub(crate) passthrough_bios: u64,
     /// Bytes of data in those bios.
     pub(crate) passthrough_bytes: u64,
+    /// Discards passed down, and the bytes they cover.
+    pub(crate) discard_bios: u64,
+    pub(crate) discard_bytes: u64,
+    /// Write zeroes passed down, and the bytes they cover.
+    pub(crate) write_zeroes_bios: u64,
+    pub(crate) write_zeroes_bytes: u64,
+    /// The cap on bounce memory in flight, and how it was used.
+    pub(crate) cap: CapFigures,
     /// Bounce pages asked of the reserve pool because the page allocator had none at once.
     pub(crate) reserve_pages: u64,
     /// Bounced bios that waited for the page reserve.
     pub(crate) reserve_fallbacks: u64,
-    /// `REQ_NOWAIT` bios failed with `BLK_STS_AGAIN` for want of memory.
+    /// `REQ_NOWAIT` bios ended with `BLK_STS_AGAIN` (no memory or room at once here, or
+    /// the lower device's).
     pub(crate) nowait_again: u64,
     /// Bios the lower device completed with an error.
     pub(crate) errors: u64,
@@ -171,6 +210,14 @@ impl fmt::Display for StatsSnapshot {
         }
         writeln!(f, "passthrough_bios {}", self.passthrough_bios)?;
         writeln!(f, "passthrough_bytes {}", self.passthrough_bytes)?;
+        writeln!(f, "discard_bios {}", self.discard_bios)?;
+        writeln!(f, "discard_bytes {}", self.discard_bytes)?;
+        writeln!(f, "write_zeroes_bios {}", self.write_zeroes_bios)?;
+        writeln!(f, "write_zeroes_bytes {}", self.write_zeroes_bytes)?;
+        writeln!(f, "bounce_bytes_max {}", self.cap.cap)?;
+        writeln!(f, "bounce_bytes_in_flight {}", self.cap.in_flight)?;
+        writeln!(f, "bounce_bytes_peak {}", self.cap.peak)?;
+        writeln!(f, "bounce_cap_waits {}", self.cap.waits)?;
         writeln!(f, "reserve_pages {}", self.reserve_pages)?;
         writeln!(f, "reserve_fallbacks {}", self.reserve_fallbacks)?;
         writeln!(f, "nowait_again {}", self.nowait_again)?;
@@ -188,15 +235,19 @@ mod tests {
     #[test]
     fn counts() {
         let stats = Stats::new();
-        stats.passed_through(4096);
-        stats.passed_through(0);
+        stats.passed_through(BioOp::Write, 4096);
+        stats.passed_through(BioOp::Other, 0);
+        stats.passed_through(BioOp::Discard, 1 << 20);
+        stats.passed_through(BioOp::WriteZeroes, 8192);
         stats.bounced_read(8192);
         stats.bounced_write(512);
         stats.failed();
         stats.reserve_page();
-        let s = stats.snapshot();
+        let s = stats.snapshot(CapFigures::default());
         assert_eq!(s.passthrough_bios, 2);
         assert_eq!(s.passthrough_bytes, 4096);
+        assert_eq!((s.discard_bios, s.discard_bytes), (1, 1 << 20));
+        assert_eq!((s.write_zeroes_bios, s.write_zeroes_bytes), (1, 8192));
         assert_eq!((s.bounced_read_bios, s.bounced_read_bytes), (1, 8192));
         assert_eq!((s.bounced_write_bios, s.bounced_write_bytes), (1, 512));
         assert_eq!(s.errors, 1);
@@ -209,7 +260,7 @@ mod tests {
         stats.bounced_for(Reason::Pinned);
         stats.bounced_for(Reason::PageCache);
         stats.bounced_for(Reason::PageCache);
-        let s = stats.snapshot();
+        let s = stats.snapshot(CapFigures::default());
         assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0]);
     }
 
@@ -219,7 +270,7 @@ mod tests {
         stats.copied_back(300);
         stats.copied_back(100);
         stats.copied_back(200);
-        let s = stats.snapshot();
+        let s = stats.snapshot(CapFigures::default());
         assert_eq!(
             (s.copyback_count, s.copyback_total_ns, s.copyback_max_ns),
             (3, 600, 300)

@@ -29,6 +29,20 @@ pub(crate) fn to_cstring(value: &[u8]) -> Result<CString> {
     Ok(CString::try_from(cstr)?)
 }
 
+/// Parses a decimal attribute value that fits in a `u64`; anything else is `EINVAL`.
+pub(crate) fn u64_value(input: &[u8]) -> Result<u64> {
+    let value = value(input)?;
+    if value.len() > 20 {
+        return Err(EINVAL);
+    }
+    value.iter().try_fold(0u64, |n, &c| {
+        let digit = c.checked_sub(b'0').filter(|d| *d <= 9).ok_or(EINVAL)?;
+        n.checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(digit)))
+            .ok_or(EINVAL)
+    })
+}
+
 /// Parses a boolean attribute value: exactly `0` or `1`.
 pub(crate) fn bool_value(input: &[u8]) -> Result<bool> {
     match value(input)? {
@@ -65,5 +79,15 @@ mod tests {
         assert_eq!(bool_value(b"1garbage"), Err(EINVAL));
         assert_eq!(bool_value(b"yes"), Err(EINVAL));
         assert_eq!(bool_value(b"2"), Err(EINVAL));
+    }
+
+    #[test]
+    fn numbers_are_strict() {
+        assert_eq!(u64_value(b"1048576\n"), Ok(1048576));
+        assert_eq!(u64_value(b"18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(u64_value(b"18446744073709551616"), Err(EINVAL));
+        assert_eq!(u64_value(b"-1"), Err(EINVAL));
+        assert_eq!(u64_value(b"1M"), Err(EINVAL));
+        assert_eq!(u64_value(b" 1"), Err(EINVAL));
     }
 }

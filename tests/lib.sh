@@ -164,3 +164,22 @@ fio_verify() {
 	fi
 	figure "fio $name: ok ($*)"
 }
+
+# Loads null_blk with module parameters ARGS (one device, /dev/nullb0) and waits for it.
+null_blk_load() {
+	insmod "$BLKBOUNCE_KDIR/drivers/block/null_blk/null_blk.ko" nr_devices=1 "$@" || return 1
+	local _
+	for _ in $(seq 50); do [ -b /dev/nullb0 ] && settle && return 0; sleep 0.1; done
+	fail "/dev/nullb0 did not appear"
+}
+
+null_blk_unload() {
+	[ -d /sys/module/null_blk ] && rmmod null_blk
+	return 0
+}
+
+# Prints field N (1-based, as in Documentation/admin-guide/iostats.rst plus 3: major,
+# minor, name first) of disk NAME in /proc/diskstats.
+diskstat() {
+	awk -v d="$1" -v f="$2" '$3 == d {print $f}' /proc/diskstats
+}

@@ -11,7 +11,11 @@ pub(crate) enum BioOp {
     Read,
     /// `REQ_OP_WRITE`, with data or (as a flush) without.
     Write,
-    /// Anything else: flush, discard, write zeroes, zone operations.
+    /// `REQ_OP_DISCARD`: its size is a range of sectors, not data.
+    Discard,
+    /// `REQ_OP_WRITE_ZEROES`: likewise.
+    WriteZeroes,
+    /// Anything else: flush, secure erase, zone operations.
     Other,
 }
 
@@ -20,6 +24,8 @@ impl fmt::Display for BioOp {
         f.write_str(match self {
             Self::Read => "read",
             Self::Write => "write",
+            Self::Discard => "discard",
+            Self::WriteZeroes => "write-zeroes",
             Self::Other => "other",
         })
     }
@@ -30,24 +36,19 @@ const REQ_NOWAIT: u32 = 1 << bindings::req_flag_bits___REQ_NOWAIT;
 /// `REQ_IDLE` (`enum req_flag_bits`).
 const REQ_IDLE: u32 = 1 << bindings::req_flag_bits___REQ_IDLE;
 const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
-const PAGE_SIZE: u32 = kernel::page::PAGE_SIZE as u32;
+const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
 /// A bio, seen through a shared reference.
 ///
 /// # Invariants
 ///
 /// The wrapped `struct bio` is valid and not completed for as long as the reference lives,
-/// and its data (`bi_io_vec` from `bi_iter` on) does not change.
+/// and its bvec table (`bi_io_vec` from `bi_iter` on) does not change. The data in its pages
+/// may: user space can write them at any time, which is why blkbounce exists. So the data
+/// is only ever read or written by the kernel's page-copy helpers, never through Rust
+/// references or pointers.
 #[repr(transparent)]
 pub(crate) struct Bio(Opaque<bindings::bio>);
-
-/// A piece of a bio's data that lies within one page.
-#[derive(Clone, Copy)]
-pub(super) struct PagePiece {
-    pub(super) page: *mut bindings::page,
-    pub(super) offset: u32,
-    pub(super) len: u32,
-}
 
 impl Bio {
     /// Creates a reference to the bio at `ptr`.
@@ -77,6 +78,8 @@ impl Bio {
         match self.opf() & REQ_OP_MASK {
             bindings::req_op_REQ_OP_READ => BioOp::Read,
             bindings::req_op_REQ_OP_WRITE => BioOp::Write,
+            bindings::req_op_REQ_OP_DISCARD => BioOp::Discard,
+            bindings::req_op_REQ_OP_WRITE_ZEROES => BioOp::WriteZeroes,
             _ => BioOp::Other,
         }
     }
@@ -107,39 +110,49 @@ impl Bio {
 
     /// Returns `true` for a read or write that moves data.
     pub(crate) fn has_data(&self) -> bool {
-        self.size() != 0 && self.op() != BioOp::Other
+        self.size() != 0 && matches!(self.op(), BioOp::Read | BioOp::Write)
     }
 
-    /// Calls `f` for each piece of the data, in order, from `bi_iter` on, until `f`
-    /// returns `false`. Multi-page bvecs are cut at page boundaries.
-    pub(super) fn for_each_piece(&self, mut f: impl FnMut(PagePiece) -> bool) {
-        // SAFETY: By the type invariant the bio and its bvec table are valid and stable;
-        // `bi_iter` stays within the table.
+    /// Returns the bvecs that hold the data from `bi_iter` on, the offset of the data in
+    /// the first of them, and its size.
+    pub(super) fn data_bvecs(&self) -> (&[bindings::bio_vec], usize, usize) {
+        let bio = self.as_raw();
+        // SAFETY: By the type invariant the bio is valid.
+        let iter = unsafe { (*bio).bi_iter };
+        let (offset, size) = (iter.bi_offset as usize, iter.bi_size as usize);
+        if size == 0 {
+            return (&[], 0, 0);
+        }
+        // SAFETY: By the type invariant the bvec table is valid and stable, and `bi_iter`
+        // stays within it: the bvecs from `bi_idx` on cover `offset + size` bytes.
         unsafe {
-            let bio = self.as_raw();
-            let iter = (*bio).bi_iter;
-            let (mut idx, mut done, mut left) =
-                (iter.bi_idx as usize, iter.bi_offset, iter.bi_size);
-            while left > 0 {
-                let bv = *(*bio).bi_io_vec.add(idx);
-                let mut len = (bv.bv_len - done).min(left);
-                let mut offset = bv.bv_offset + done;
-                left -= len;
-                while len > 0 {
-                    let piece = PagePiece {
-                        page: bv.bv_page.add((offset / PAGE_SIZE) as usize),
-                        offset: offset % PAGE_SIZE,
-                        len: len.min(PAGE_SIZE - offset % PAGE_SIZE),
-                    };
-                    if !f(piece) {
-                        return;
-                    }
-                    offset += piece.len;
-                    len -= piece.len;
-                }
-                idx += 1;
-                done = 0;
+            let first = (*bio).bi_io_vec.add(iter.bi_idx as usize);
+            let (mut count, mut covered) = (0, 0);
+            while covered < offset + size {
+                covered += (*first.add(count)).bv_len as usize;
+                count += 1;
             }
+            (core::slice::from_raw_parts(first, count), offset, size)
+        }
+    }
+
+    /// Calls `f` for each page of the data, in order, from `bi_iter` on, until `f`
+    /// returns `false`. Multi-page bvecs give each of their pages.
+    pub(super) fn for_each_page(&self, mut f: impl FnMut(*mut bindings::page) -> bool) {
+        let (bvecs, mut skip, mut left) = self.data_bvecs();
+        for bv in bvecs {
+            let len = (bv.bv_len as usize - skip).min(left);
+            let start = bv.bv_offset as usize + skip;
+            skip = 0;
+            if len == 0 {
+                continue;
+            }
+            for page in start / PAGE_SIZE..=(start + len - 1) / PAGE_SIZE {
+                if !f(bv.bv_page.wrapping_add(page)) {
+                    return;
+                }
+            }
+            left -= len;
         }
     }
 }

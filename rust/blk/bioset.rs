@@ -3,7 +3,8 @@
 //! A bio set (`struct bio_set`): a mempool reserve of bios, and clones sent down from it.
 
 use super::{
-    disk::{BioDriver, SubmittedBio},
+    disk::{BioDriver, ParkedBio, SubmittedBio},
+    helpers,
     status::BlkStatus,
 };
 use kernel::{bindings, prelude::*, types::Opaque};
@@ -55,10 +56,22 @@ unsafe impl Send for BioSet {}
 // SAFETY: See above; all operations take `&self` and are thread safe in C.
 unsafe impl Sync for BioSet {}
 
+/// The front pad of the clone bio set: the upper bio a clone stands in for.
+const CLONE_FRONT_PAD: usize = core::mem::size_of::<ParkedBio>().next_multiple_of(8);
+
+/// # Safety
+///
+/// `clone` must come from a bio set made by [`BioSet::new_for_clones`].
+unsafe fn clone_ctx(clone: *mut bindings::bio) -> *mut ParkedBio {
+    // SAFETY: The bio set places the context `CLONE_FRONT_PAD` bytes before each bio.
+    unsafe { clone.cast::<u8>().sub(CLONE_FRONT_PAD).cast() }
+}
+
 impl BioSet {
-    /// Creates a bio set holding `pool_size` bios in reserve, for clones (no bvecs).
-    pub(crate) fn new(pool_size: u32) -> impl PinInit<Self, Error> {
-        Self::with_layout(pool_size, 0, 0)
+    /// Creates a bio set holding `pool_size` bios in reserve, for clones (no bvecs), each
+    /// with room for the upper bio it stands in for.
+    pub(crate) fn new_for_clones(pool_size: u32) -> impl PinInit<Self, Error> {
+        Self::with_layout(pool_size, CLONE_FRONT_PAD as u32, 0)
     }
 
     /// Creates a bio set whose bios carry `front_pad` bytes before them and, with
@@ -92,16 +105,21 @@ impl BioSet {
 #[pinned_drop]
 impl PinnedDrop for BioSet {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: By the type invariant the set was initialised, and by the contract of
-        // `BioDriver::bioset` no bio of it is outstanding any more.
+        // SAFETY: By the type invariant the set was initialised, and by the contracts of
+        // `CloneTarget` and `BounceTarget` no bio of it is outstanding any more.
         unsafe { bindings::bioset_exit(self.inner.get()) };
     }
 }
 
 /// A driver that sends clones of its bios to its lower device.
-pub(crate) trait CloneTarget: BioDriver {
-    /// The bio set clones are allocated from. It must belong to the driver data, so that it
-    /// lives as long as any bio of the disk.
+///
+/// # Safety
+///
+/// [`CloneTarget::bioset`] returns a bio set made by [`BioSet::new_for_clones`] that is part
+/// of the driver data, so that it outlives every bio of the disk, and the same one on
+/// every call.
+pub(crate) unsafe trait CloneTarget: BioDriver {
+    /// The bio set clones are allocated from.
     fn bioset(&self) -> &BioSet;
 
     /// Called, possibly in interrupt context, when the clone of `bio` has completed with
@@ -122,18 +140,22 @@ impl<T: CloneTarget> SubmittedBio<T> {
                 driver.lower().as_raw(),
                 self.as_raw(),
                 gfp.as_raw(),
-                driver.bioset().inner.get(),
+                driver.bioset().as_raw(),
             )
         };
         if clone.is_null() {
             // Only a `Gfp::NoWait` allocation can fail: the reserve serves the others.
             return Err((self, ENOMEM));
         }
-        // SAFETY: `clone` is a new bio owned by this function. The upper bio travels in
-        // `bi_private` until `clone_end_io` takes it back.
+        let disk = self.gendisk();
+        let sector = self.sector();
+        // SAFETY: `clone` is a new bio owned by this function, from the clone bio set (by
+        // the contract of `CloneTarget`), so it has a context. The upper bio travels there
+        // until `clone_end_io` takes it back.
         unsafe {
+            clone_ctx(clone).write(self.park());
             (*clone).bi_end_io = Some(clone_end_io::<T>);
-            (*clone).bi_private = self.into_raw().cast();
+            helpers::blkbounce_trace_bio_remap(clone, disk, sector);
             bindings::submit_bio_noacct(clone);
         }
         Ok(())
@@ -144,11 +166,11 @@ impl<T: CloneTarget> SubmittedBio<T> {
 ///
 /// # Safety
 ///
-/// Called by the block layer once per clone, whose `bi_private` holds the upper bio.
+/// Called by the block layer once per clone, whose context holds the upper bio.
 unsafe extern "C" fn clone_end_io<T: CloneTarget>(clone: *mut bindings::bio) {
-    // SAFETY: `clone` is valid until `bio_put`; `bi_private` came from `into_raw`.
+    // SAFETY: `clone` is valid until `bio_put`; its context came from `park`.
     let (upper, status) = unsafe {
-        let upper = SubmittedBio::<T>::from_raw((*clone).bi_private.cast());
+        let upper = SubmittedBio::<T>::unpark(clone_ctx(clone).read());
         let status = BlkStatus::from_raw((*clone).bi_status);
         bindings::bio_put(clone);
         (upper, status)

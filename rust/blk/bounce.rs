@@ -3,15 +3,23 @@
 //! Bounce bios: a bio of the driver's own pages that stands in for an upper bio.
 //!
 //! A bounce bio carries its context (the upper bio, a work item for the copy-back, the
-//! completion time) in the front pad of its bio set, and its memory as one bvec per
-//! [`Chunk`]. Writes are copied in before submission; reads are copied out after
-//! completion, on the driver's workqueue, since completion may run in interrupt context.
+//! completion time, the bytes of the pool's cap it holds) in the front pad of its bio set,
+//! and its memory as one bvec per [`Chunk`]. Writes are copied in before submission; reads
+//! are copied out after completion, on the driver's workqueue, since completion may run in
+//! interrupt context.
+//!
+//! The upper bio's pages may be written by user space while they are copied: that is the
+//! workload. They are copied only by the kernel's `memcpy_from_page()` and
+//! `memcpy_to_page()` (which also flushes the data cache of the user page), never read
+//! through Rust references, in one linear walk over both bvec arrays ([`SegmentWalk`]).
 
 use super::{
     bio::Bio,
     bioset::{BioSet, Gfp},
-    disk::{driver_of, BioDriver, SubmittedBio},
-    page_pool::{Chunk, PagePool, PAGE_SIZE},
+    disk::{BioDriver, ParkedBio, SubmittedBio},
+    helpers,
+    page_pool::{Chunk, PagePool, Reservation},
+    segment_walk::SegmentWalk,
     status::BlkStatus,
     workqueue::Workqueue,
 };
@@ -22,22 +30,30 @@ use kernel::{bindings, prelude::*, static_lock_class};
 #[repr(C)]
 struct BounceCtx {
     work: bindings::work_struct,
-    upper: *mut bindings::bio,
+    upper: ParkedBio,
     completed_ns: i64,
+    reserved: u32,
 }
 
 /// The front pad of the bounce bio set: the context, keeping the bio 8-byte aligned.
 const FRONT_PAD: usize = core::mem::size_of::<BounceCtx>().next_multiple_of(8);
 
 /// A driver that bounces bios through its own pages.
-pub(crate) trait BounceTarget: BioDriver {
-    /// The bio set made by [`new_bounce_bioset`]; it must belong to the driver data.
+///
+/// # Safety
+///
+/// [`BounceTarget::bounce_bioset`] returns a bio set made by [`new_bounce_bioset`],
+/// [`BounceTarget::page_pool`] and [`BounceTarget::copy_queue`] a pool and a queue, each
+/// part of the driver data (so that they outlive every bio of the disk, and the queue's
+/// work) and the same object on every call.
+pub(crate) unsafe trait BounceTarget: BioDriver {
+    /// The bio set bounce bios come from.
     fn bounce_bioset(&self) -> &BioSet;
 
-    /// The reserve chunks come from; it must belong to the driver data.
+    /// The pool chunks come from, with its reserve and cap.
     fn page_pool(&self) -> &PagePool;
 
-    /// The queue read copy-backs run on; it must belong to the driver data.
+    /// The queue read copy-backs run on.
     fn copy_queue(&self) -> &Workqueue;
 
     /// Called, possibly in interrupt context, when the lower device has completed a
@@ -66,69 +82,54 @@ unsafe fn ctx_of(bio: *mut bindings::bio) -> *mut BounceCtx {
     unsafe { bio.cast::<u8>().sub(FRONT_PAD).cast() }
 }
 
-/// Calls `f(page, offset, len)` for the bounce memory of `bio`, `len` bytes from byte
-/// `pos` on, cut at page and chunk boundaries.
+/// Returns the chunks of a bounce bio, one bvec each.
 ///
 /// # Safety
 ///
-/// `bio` must be a bounce bio whose chunks cover `pos + len` bytes.
-unsafe fn for_each_bounce_piece(
-    bio: *mut bindings::bio,
-    mut pos: usize,
-    mut len: usize,
-    mut f: impl FnMut(*mut bindings::page, usize, usize),
-) {
-    let mut idx = 0;
-    while len > 0 {
-        // SAFETY: The chunks cover the range, so `idx` stays below `bi_vcnt`.
-        let bv = unsafe { *(*bio).bi_io_vec.add(idx) };
-        let chunk_len = bv.bv_len as usize;
-        if pos >= chunk_len {
-            pos -= chunk_len;
-            idx += 1;
-            continue;
-        }
-        let in_page = pos % PAGE_SIZE;
-        let n = len.min(PAGE_SIZE - in_page).min(chunk_len - pos);
-        // SAFETY: `pos / PAGE_SIZE` is within the chunk's pages.
-        f(unsafe { bv.bv_page.add(pos / PAGE_SIZE) }, in_page, n);
-        pos += n;
-        len -= n;
-    }
+/// `bio` must be a bounce bio that lives, and whose bvecs do not change, while the slice
+/// is used.
+unsafe fn chunks_of<'a>(bio: *mut bindings::bio) -> &'a [bindings::bio_vec] {
+    // SAFETY: A bounce bio has its own table of `bi_max_vecs` bvecs, of which the first
+    // `bi_vcnt` are filled.
+    unsafe { core::slice::from_raw_parts((*bio).bi_io_vec, (*bio).bi_vcnt as usize) }
 }
 
-/// Copies between the data of `upper` and the bounce memory of `bounce`, in the direction
-/// given by `to_bounce`.
+/// Which way a copy goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToBounce,
+    ToUpper,
+}
+
+/// Copies all data of `upper` between its pages and the chunks of `bounce`. Returns
+/// `false`, having copied what fits, if the chunks are shorter than the data.
 ///
 /// # Safety
 ///
-/// `bounce` must be a bounce bio whose chunks cover the size of `upper`.
-unsafe fn copy(upper: &Bio, bounce: *mut bindings::bio, to_bounce: bool) {
-    let mut pos = 0;
-    upper.for_each_piece(|piece| {
-        let mut done = 0;
-        // SAFETY: The chunks cover `upper`'s size, of which this piece is a part.
+/// `bounce` must be a bounce bio that is not in flight.
+unsafe fn copy(upper: &Bio, bounce: *mut bindings::bio, direction: Direction) -> bool {
+    let (data, offset, size) = upper.data_bvecs();
+    // SAFETY: The bounce bio is not in flight, so its bvecs are stable.
+    let chunks = unsafe { chunks_of(bounce) };
+    let mut walk = SegmentWalk::new(data, offset, size, chunks);
+    for step in &mut walk {
+        // SAFETY: Chunks are lowmem pages (no `__GFP_HIGHMEM`), contiguous over the chunk,
+        // and the step lies within the chunk. The upper page is held by the bio, and the
+        // step lies within it. The helpers map the upper page for the copy only.
         unsafe {
-            for_each_bounce_piece(bounce, pos, piece.len as usize, |page, offset, n| {
-                // SAFETY: Both pages are live (the bios own them); each mapping is
-                // released, innermost first, before the next is made.
-                let upper_map = bindings::kmap_local_page(piece.page);
-                let bounce_map = bindings::kmap_local_page(page);
-                let u = upper_map.cast::<u8>().add(piece.offset as usize + done);
-                let b = bounce_map.cast::<u8>().add(offset);
-                if to_bounce {
-                    core::ptr::copy_nonoverlapping(u, b, n);
-                } else {
-                    core::ptr::copy_nonoverlapping(b, u, n);
+            let chunk =
+                helpers::blkbounce_page_address(chunks[step.chunk].bv_page).add(step.chunk_offset);
+            match direction {
+                Direction::ToBounce => {
+                    helpers::blkbounce_memcpy_from_page(chunk, step.page, step.offset, step.len)
                 }
-                bindings::kunmap_local(bounce_map);
-                bindings::kunmap_local(upper_map);
-                done += n;
-            })
-        };
-        pos += piece.len as usize;
-        true
-    });
+                Direction::ToUpper => {
+                    helpers::blkbounce_memcpy_to_page(step.page, step.offset, chunk, step.len)
+                }
+            }
+        }
+    }
+    walk.left() == 0
 }
 
 /// Frees the chunks of a bounce bio and the bio itself.
@@ -137,63 +138,80 @@ unsafe fn copy(upper: &Bio, bounce: *mut bindings::bio, to_bounce: bool) {
 ///
 /// `bio` must be a bounce bio of `pool`'s driver that nobody uses any more.
 unsafe fn free(bio: *mut bindings::bio, pool: &PagePool) {
-    // SAFETY: Each of the `bi_vcnt` bvecs is one chunk given by `BounceBuffer::push`.
+    // SAFETY: Each bvec is one chunk of `pool` given by `BounceBuffer::push`.
     unsafe {
-        for i in 0..(*bio).bi_vcnt as usize {
-            pool.free_raw((*(*bio).bi_io_vec.add(i)).bv_page);
+        for chunk in chunks_of(bio) {
+            pool.free_raw(chunk.bv_page);
         }
         bindings::bio_put(bio);
     }
 }
 
-/// A bounce bio being filled, not yet submitted.
+/// A bounce bio being filled, not yet submitted, with the upper bio it stands in for.
 ///
 /// # Invariants
 ///
-/// `bio` comes from the driver's bounce bio set, is owned here, and each of its bvecs is a
-/// whole chunk of the driver's page pool.
+/// - `bio` comes from the driver's bounce bio set, is owned here, and each of its bvecs is
+///   a whole chunk of the driver's page pool.
+/// - `room` is a reservation of the driver's page pool.
 pub(crate) struct BounceBuffer<'a, T: BounceTarget> {
     bio: NonNull<bindings::bio>,
-    driver: &'a T,
+    upper: SubmittedBio<T>,
+    room: Reservation<'a>,
+}
+
+/// Why a [`BounceBuffer`] could not be made; what it was given comes back.
+pub(crate) struct NoBuffer<'a, T: BounceTarget> {
+    pub(crate) upper: SubmittedBio<T>,
+    pub(crate) room: Reservation<'a>,
 }
 
 impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     /// Allocates an empty bounce bio like `upper`, for the lower device: same operation,
     /// flags, sector, priority, write hint and cgroup, with room for `max_chunks` chunks.
-    /// `driver` must be the driver data of `upper`'s disk.
+    /// `room` must be a reservation of the pool of `upper`'s driver.
     pub(crate) fn new(
-        driver: &'a T,
-        upper: &SubmittedBio<T>,
+        upper: SubmittedBio<T>,
+        room: Reservation<'a>,
         max_chunks: u16,
         gfp: Gfp,
-    ) -> Option<Self> {
-        // The bounce bio must not outlive the bio set it comes from: the disk's count of
-        // `upper` guarantees that only for the disk's own driver data.
-        assert!(core::ptr::eq(driver, upper.driver()));
-        let opf = upper.opf();
-        let upper = upper.as_raw();
+    ) -> Result<Self, NoBuffer<'a, T>> {
+        let driver = upper.driver();
+        if kernel::warn_on!(!room.is_of(driver.page_pool())) {
+            return Err(NoBuffer { upper, room });
+        }
         // SAFETY: The lower device is open and the bio set initialised, for as long as the
-        // driver data lives; the upper bio is valid.
+        // driver data lives (by the contracts of `BioDriver` and `BounceTarget`); the upper
+        // bio is valid.
         let bio = unsafe {
             bindings::bio_alloc_bioset(
                 driver.lower().as_raw(),
                 max_chunks,
-                opf,
+                upper.opf(),
                 gfp.as_raw(),
                 driver.bounce_bioset().as_raw(),
             )
         };
-        let bio = NonNull::new(bio)?;
+        let Some(bio) = NonNull::new(bio) else {
+            return Err(NoBuffer { upper, room });
+        };
         // SAFETY: `bio` is new and owned here; `upper` is valid.
         unsafe {
             let b = bio.as_ptr();
-            (*b).bi_iter.bi_sector = (*upper).bi_iter.bi_sector;
-            (*b).bi_ioprio = (*upper).bi_ioprio;
-            (*b).bi_write_hint = (*upper).bi_write_hint;
-            bindings::bio_clone_blkg_association(b, upper);
+            let u = upper.as_raw();
+            (*b).bi_iter.bi_sector = (*u).bi_iter.bi_sector;
+            (*b).bi_ioprio = (*u).bi_ioprio;
+            (*b).bi_write_hint = (*u).bi_write_hint;
+            bindings::bio_clone_blkg_association(b, u);
         }
-        // INVARIANT: The bio comes from the bounce bio set and has no bvecs yet.
-        Some(BounceBuffer { bio, driver })
+        // INVARIANT: The bio comes from the bounce bio set and has no bvecs yet; the
+        // reservation was checked above.
+        Ok(BounceBuffer { bio, upper, room })
+    }
+
+    /// Returns the upper bio.
+    pub(crate) fn upper(&self) -> &SubmittedBio<T> {
+        &self.upper
     }
 
     /// Returns the number of bytes the bio covers so far.
@@ -202,36 +220,65 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         unsafe { (*self.bio.as_ptr()).bi_iter.bi_size }
     }
 
-    /// Appends the first `len` bytes of `chunk`; there must be room for one more bvec.
-    pub(crate) fn push(&mut self, chunk: Chunk<'a>, len: u32) {
-        assert!(len as usize <= chunk.size());
+    /// Appends the first `len` bytes of `chunk`, which must come from the pool of the
+    /// upper bio's driver. Gives the chunk back if it does not, or if there is no room for
+    /// another bvec.
+    pub(crate) fn push(&mut self, chunk: Chunk<'a>, len: u32) -> Result<(), Chunk<'a>> {
         let b = self.bio.as_ptr();
         // SAFETY: By the type invariant the bio is owned here.
-        assert!(unsafe { (*b).bi_vcnt < (*b).bi_max_vecs });
+        let full = unsafe { (*b).bi_vcnt >= (*b).bi_max_vecs };
+        let foreign = !chunk.is_of(self.upper.driver().page_pool());
+        if kernel::warn_on!(full || foreign || len as usize > chunk.size()) {
+            return Err(chunk);
+        }
         // SAFETY: There is room for a bvec; the chunk's pages are contiguous and `len` fits.
         // `__bio_add_page` never merges, so the bvec stays exactly this chunk.
         unsafe { bindings::__bio_add_page(b, chunk.into_raw(), len, 0) };
+        Ok(())
     }
 
-    /// Copies the data of `upper` into the bounce memory, which must be as large.
-    pub(crate) fn copy_from(&mut self, upper: &Bio) {
-        assert_eq!(self.size(), upper.size());
-        // SAFETY: The chunks cover the upper bio's size, checked above.
-        unsafe { copy(upper, self.bio.as_ptr(), true) };
-    }
-
-    /// Sends the bounce bio to the lower device on behalf of `upper`, whose size it must
-    /// have.
-    pub(crate) fn submit(self, upper: SubmittedBio<T>) {
-        assert_eq!(self.size(), upper.size());
+    /// Frees the bounce bio and its chunks, and gives back what it was made from.
+    pub(crate) fn abandon(self) -> NoBuffer<'a, T> {
         let this = ManuallyDrop::new(self);
-        let b = this.bio.as_ptr();
+        // SAFETY: By the type invariant the bio is owned here, with chunks of the pool.
+        // Each field is moved out once, and `this` is not dropped.
+        unsafe {
+            free(this.bio.as_ptr(), this.upper.driver().page_pool());
+            NoBuffer {
+                upper: core::ptr::read(&this.upper),
+                room: core::ptr::read(&this.room),
+            }
+        }
+    }
+
+    /// Copies a write's data into the bounce memory and sends the bounce bio to the lower
+    /// device. The bounce memory must be exactly as large as the upper bio; if it is not,
+    /// the upper bio fails with `BLK_STS_IOERR` and a warning.
+    pub(crate) fn submit(self) {
+        let b = self.bio.as_ptr();
+        let is_write = self.upper.op() == super::bio::BioOp::Write;
+        if kernel::warn_on!(self.size() != self.upper.size()) {
+            return self.abandon().upper.end(BlkStatus::io_error());
+        }
+        // SAFETY: The bounce bio is owned here, not in flight.
+        if is_write && !unsafe { copy(&self.upper, b, Direction::ToBounce) } {
+            kernel::warn_on!(true);
+            return self.abandon().upper.end(BlkStatus::io_error());
+        }
+        let this = ManuallyDrop::new(self);
+        // SAFETY: Each field is moved out once, and `this` is not dropped.
+        let (upper, room) = unsafe { (core::ptr::read(&this.upper), core::ptr::read(&this.room)) };
+        let disk = upper.gendisk();
+        let sector = upper.sector();
         // SAFETY: The bio is owned here and comes from the bounce bio set, so it has a
-        // context. The upper bio travels there until `bounce_end_io` takes it back.
+        // context. The upper bio and the reservation travel there until the completion
+        // takes them back.
         unsafe {
             let ctx = ctx_of(b);
-            (*ctx).upper = upper.into_raw();
+            (*ctx).upper = upper.park();
+            (*ctx).reserved = room.into_raw();
             (*b).bi_end_io = Some(bounce_end_io::<T>);
+            helpers::blkbounce_trace_bio_remap(b, disk, sector);
             bindings::submit_bio_noacct(b);
         }
     }
@@ -239,8 +286,10 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
 
 impl<T: BounceTarget> Drop for BounceBuffer<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the bio is owned here, with chunks of the pool.
-        unsafe { free(self.bio.as_ptr(), self.driver.page_pool()) };
+        // SAFETY: By the type invariant the bio is owned here, with chunks of the pool. The
+        // upper bio and the reservation are dropped after this (failing the upper bio with
+        // a warning: callers `abandon` a buffer rather than drop it).
+        unsafe { free(self.bio.as_ptr(), self.upper.driver().page_pool()) };
     }
 }
 
@@ -249,8 +298,8 @@ impl<T: BounceTarget> Drop for BounceBuffer<'_, T> {
 ///
 /// # Invariants
 ///
-/// `bio` is a completed bounce bio of a `T` whose context holds a `SubmittedBio<T>` not
-/// yet ended.
+/// `bio` is a completed bounce bio of a `T` whose context holds a parked
+/// `SubmittedBio<T>` not yet ended and the bytes of its pool's cap.
 pub(crate) struct BounceDone<T: BounceTarget> {
     bio: NonNull<bindings::bio>,
     _driver: PhantomData<T>,
@@ -273,14 +322,14 @@ impl<T: BounceTarget> BounceDone<T> {
 
     /// Returns the upper bio.
     pub(crate) fn upper(&self) -> &Bio {
-        // SAFETY: By the type invariant the upper bio is not ended while `self` lives.
-        unsafe { Bio::from_raw((*self.ctx()).upper) }
+        // SAFETY: By the type invariant the upper bio is parked while `self` lives.
+        unsafe { (*self.ctx()).upper.bio() }
     }
 
     /// Returns the driver data.
     pub(crate) fn driver(&self) -> &T {
-        // SAFETY: The upper bio is a live `SubmittedBio<T>`, so its disk is a `Disk<T>`.
-        unsafe { driver_of((*self.ctx()).upper) }
+        // SAFETY: The upper bio is a parked `SubmittedBio<T>` while `self` lives.
+        unsafe { (*self.ctx()).upper.driver::<T>() }
     }
 
     /// Returns the time since the lower device completed the bio, in nanoseconds.
@@ -291,18 +340,27 @@ impl<T: BounceTarget> BounceDone<T> {
         (now - then).max(0) as u64
     }
 
-    /// Copies the bounce memory into the upper bio's pages (for reads).
+    /// Copies the bounce memory into the upper bio's pages (for reads). Must be called in
+    /// process context.
     pub(crate) fn copy_to_upper(&self) {
-        // SAFETY: The bounce bio's chunks cover the upper bio's size (`submit` checked).
-        unsafe { copy(self.upper(), self.bio.as_ptr(), false) };
+        // SAFETY: The bounce bio has completed, so it is not in flight; `submit` checked
+        // that its chunks cover the upper bio.
+        let copied = unsafe { copy(self.upper(), self.bio.as_ptr(), Direction::ToUpper) };
+        kernel::warn_on!(!copied);
     }
 
     /// Continues in [`BounceTarget::bounce_work`] on the driver's copy queue.
     pub(crate) fn defer(self) {
         let this = ManuallyDrop::new(self);
         let ctx = this.ctx();
+        // The work may run, finish the upper bio and let the disk free the driver data
+        // before `queue_raw` returns: take the queue's address now, and hold no reference
+        // into the driver data across the call.
+        let wq = this.driver().copy_queue().as_raw();
         // SAFETY: The context is owned with the bio; its work item is initialised here
-        // and queued once. `bounce_work_fn` takes ownership back.
+        // and queued once. `bounce_work_fn` takes ownership back. The queue is alive when
+        // the call starts (the upper bio is counted), and `__queue_work` holds the RCU read
+        // lock throughout, which `destroy_workqueue` waits for before it frees the queue.
         unsafe {
             let work = &raw mut (*ctx).work;
             bindings::init_work_with_key(
@@ -312,29 +370,40 @@ impl<T: BounceTarget> BounceDone<T> {
                 c"blkbounce_copy".as_char_ptr(),
                 static_lock_class!().as_ptr(),
             );
-            this.driver().copy_queue().queue_raw(work);
+            Workqueue::queue_raw(wq, work);
         }
     }
 
-    /// Frees the bounce bio and its memory, then ends the upper bio with `status`.
+    /// Frees the bounce bio and its memory, gives back its bytes of the cap, then ends the
+    /// upper bio with `status`.
     pub(crate) fn finish(self, status: BlkStatus) {
         let this = ManuallyDrop::new(self);
-        // SAFETY: The upper bio came from `SubmittedBio::into_raw` in `submit`.
-        let upper = unsafe { SubmittedBio::<T>::from_raw((*this.ctx()).upper) };
-        // SAFETY: The bounce bio is done and owned here; its chunks belong to the pool.
-        unsafe { free(this.bio.as_ptr(), upper.driver().page_pool()) };
+        let ctx = this.ctx();
+        // SAFETY: The upper bio was parked by `submit` and is taken back once, here.
+        let upper = unsafe { SubmittedBio::<T>::unpark((*ctx).upper) };
+        let pool = upper.driver().page_pool();
+        // SAFETY: The bounce bio is done and owned here; its chunks and its reservation
+        // belong to the pool. The reservation is read before the bio (and the context
+        // with it) is freed.
+        unsafe {
+            let reserved = (*ctx).reserved;
+            free(this.bio.as_ptr(), pool);
+            pool.release_raw(reserved);
+        }
         upper.end(status);
     }
 }
 
 impl<T: BounceTarget> Drop for BounceDone<T> {
-    /// A completion the driver forgot to finish fails its upper bio rather than hang it.
+    /// A completion the driver forgot to finish is a bug: it is reported, then its upper
+    /// bio fails rather than hangs.
     fn drop(&mut self) {
+        kernel::warn_on!(true);
         let done = BounceDone::<T> {
             bio: self.bio,
             _driver: PhantomData,
         };
-        done.finish(BlkStatus::IOERR);
+        done.finish(BlkStatus::io_error());
     }
 }
 
@@ -346,7 +415,7 @@ impl<T: BounceTarget> Drop for BounceDone<T> {
 unsafe extern "C" fn bounce_end_io<T: BounceTarget>(bio: *mut bindings::bio) {
     // SAFETY: The bio is a bounce bio with a context; `ktime_get` may run in any context.
     unsafe { (*ctx_of(bio)).completed_ns = bindings::ktime_get() };
-    // INVARIANT: The bio completed; its context holds the upper bio.
+    // INVARIANT: The bio completed; its context holds the upper bio and the reservation.
     T::bounce_done(BounceDone {
         // SAFETY: The block layer passes a non-null bio.
         bio: unsafe { NonNull::new_unchecked(bio) },

@@ -7,28 +7,40 @@
 //! `owner` set to this module, so the module cannot be unloaded while the disk is open.
 //! Every bio handed to the driver is a [`SubmittedBio`], which must be ended exactly once;
 //! [`Disk`] counts them and its drop waits until all have ended.
+//!
+//! As dm and md do, the disk splits each bio to its queue limits, accounts it in the disk's
+//! I/O statistics (`BLK_FEAT_IO_STAT`) from then to its end, links itself as a holder of
+//! the lower device (`/sys/block/<lower>/holders`, `lsblk`), and refuses new opens once its
+//! removal has begun.
 
 use super::{bio::Bio, helpers, lower::LowerDevice, status::BlkStatus};
 use core::{marker::PhantomData, mem::ManuallyDrop, ops::Deref, ptr::NonNull};
 use kernel::{
     bindings,
+    ffi::{c_int, c_ulong},
+    new_mutex,
     prelude::*,
     static_lock_class,
     sync::{
         atomic::{Atomic, Full},
-        Arc, Completion,
+        Arc, Completion, Mutex,
     },
     types::ForeignOwnable,
 };
 
 /// A bio-based block driver stacked on a lower device.
-pub(crate) trait BioDriver: Send + Sync + Sized + 'static {
+///
+/// # Safety
+///
+/// [`BioDriver::lower`] returns a device that is part of the driver data (so it stays open
+/// for as long as any bio of the disk exists), and the same device on every call: the disk
+/// takes its queue limits over once, and bios are allocated for it.
+pub(crate) unsafe trait BioDriver: Send + Sync + Sized + 'static {
     /// The device whose capacity and queue limits the disk takes over, and where bios go.
-    /// It must be the same device for as long as the driver data lives.
     fn lower(&self) -> &LowerDevice;
 
-    /// Handles a bio submitted to the disk; it must be ended, now or later. The disk
-    /// declares `BLK_FEAT_NOWAIT`: a `REQ_NOWAIT` bio must not make the submitter sleep,
+    /// Handles a bio submitted to the disk, already split to the disk's queue limits; it
+    /// must be ended, now or later. The disk declares `BLK_FEAT_NOWAIT`: a `REQ_NOWAIT` bio must not make the submitter sleep,
     /// and is ended with `BLK_STS_AGAIN` where it would.
     fn submit_bio(&self, bio: SubmittedBio<Self>);
 }
@@ -43,12 +55,37 @@ struct DiskShared<T: BioDriver> {
     /// Completed when `inflight` drops to zero.
     #[pin]
     drained: Completion,
+    /// Opens of the disk, and whether its removal has begun.
+    #[pin]
+    opens: Mutex<Opens>,
+}
+
+#[derive(Default)]
+struct Opens {
+    count: u32,
+    removing: bool,
 }
 
 impl<T: BioDriver> DiskShared<T> {
-    fn put_inflight(&self) {
-        if self.inflight.fetch_sub(1, Full) == 1 {
-            self.drained.complete_all();
+    /// Gives up one count of `inflight`.
+    ///
+    /// Works from a raw pointer: once the count is zero the disk's drop may free `*shared`
+    /// (and the driver data in it), so no reference to it may be live when that happens.
+    ///
+    /// # Safety
+    ///
+    /// `shared` must be valid, and the caller must own one count, which this call gives up.
+    unsafe fn put_inflight(shared: *const Self) {
+        // SAFETY: `shared` is valid while the caller's count is held. The reference to the
+        // counter lasts only for the atomic operation that drops the count, as in the
+        // kernel's `Arc::drop`.
+        let last = unsafe { (*shared).inflight.fetch_sub(1, Full) } == 1;
+        if last {
+            // SAFETY: The count is zero, so only the disk's drop, waiting in
+            // `wait_for_completion`, still uses `*shared`; it frees it only after
+            // `complete_all` has released the completion's lock, which the waiter takes
+            // before it returns (Documentation/scheduler/completion.rst).
+            unsafe { (*shared).drained.complete_all() };
         }
     }
 }
@@ -76,14 +113,14 @@ pub(crate) struct DiskOptions {
     /// Declare stable writes (`BLK_FEAT_STABLE_WRITES`) even if the lower device does not,
     /// so that the page cache keeps pages stable during writeback.
     pub(crate) stable_writes: bool,
-    /// Split bios larger than this many bytes (see [`SubmittedBio::split_to_limits`]).
+    /// Split bios larger than this many bytes before the driver sees them.
     pub(crate) max_io_bytes: Option<u32>,
 }
 
-/// `BLK_FEAT_STABLE_WRITES` (`include/linux/blkdev.h`).
-const BLK_FEAT_STABLE_WRITES: bindings::blk_features_t = 1 << 5;
-/// `BLK_FEAT_NOWAIT`.
-const BLK_FEAT_NOWAIT: bindings::blk_features_t = 1 << 7;
+/// Returns the queue feature flag `flag`, a constant of `helpers.c`.
+fn feature(flag: &bindings::blk_features_t) -> bindings::blk_features_t {
+    *flag
+}
 
 impl<T: BioDriver> Disk<T> {
     /// Creates the driver data, then the disk `name` over the driver's lower device, with
@@ -98,6 +135,7 @@ impl<T: BioDriver> Disk<T> {
                 driver <- driver,
                 inflight: Atomic::new(1),
                 drained <- Completion::new(),
+                opens <- new_mutex!(Opens::default()),
             }),
             GFP_KERNEL,
         )?;
@@ -111,16 +149,26 @@ impl<T: BioDriver> Disk<T> {
         // Stacking keeps the larger alignment, and the default is 511: start from none, so
         // the disk asks exactly what the lower device asks of the pages it is given.
         lim.dma_alignment = 0;
+        // SAFETY: Constants of `helpers.c`, never written.
+        let (nowait, io_stat, stable_writes) = unsafe {
+            (
+                feature(&helpers::blkbounce_blk_feat_nowait),
+                feature(&helpers::blkbounce_blk_feat_io_stat),
+                feature(&helpers::blkbounce_blk_feat_stable_writes),
+            )
+        };
         // Drivers end `REQ_NOWAIT` bios with `BLK_STS_AGAIN` rather than block (see
         // [`BioDriver::submit_bio`]); stacking keeps this only if the lower device has it
         // too. Without it io_uring hands every I/O to a worker thread.
-        lim.features |= BLK_FEAT_NOWAIT;
+        lim.features |= nowait;
         // SAFETY: `lim` is valid, the lower device is open, and `name` is NUL-terminated.
         unsafe {
             bindings::queue_limits_stack_bdev(&mut lim, lower.as_raw(), 0, name.as_char_ptr())
         };
+        // The disk accounts its own bios (see `DiskVTable::submit_bio`), as dm and md do.
+        lim.features |= io_stat;
         if options.stable_writes {
-            lim.features |= BLK_FEAT_STABLE_WRITES;
+            lim.features |= stable_writes;
         }
         if let Some(max) = options.max_io_bytes {
             let sectors = max >> bindings::SECTOR_SHIFT;
@@ -158,9 +206,18 @@ impl<T: BioDriver> Disk<T> {
         // SAFETY: `raw` is a valid, fully set up disk; no parent device, no extra groups.
         let ret =
             unsafe { bindings::device_add_disk(core::ptr::null_mut(), raw, core::ptr::null_mut()) };
-        if let Err(e) = kernel::error::to_result(ret) {
-            // SAFETY: The disk was not added; `put_disk` frees it. `private_data` came from
-            // `into_foreign` above and is not used again.
+        let ret = kernel::error::to_result(ret).and_then(|()| {
+            // SAFETY: The disk is added, so its holder directory exists; the lower device
+            // is open with a holder, for as long as the driver data lives.
+            let ret = unsafe { bindings::bd_link_disk_holder(lower.as_raw(), raw) };
+            kernel::error::to_result(ret).inspect_err(|_| {
+                // SAFETY: The disk was added above and nobody opened it yet.
+                unsafe { bindings::del_gendisk(raw) };
+            })
+        });
+        if let Err(e) = ret {
+            // SAFETY: The disk is not (or no longer) added; `put_disk` frees it.
+            // `private_data` came from `into_foreign` above and is not used again.
             unsafe {
                 let data = (*raw).private_data;
                 bindings::put_disk(raw);
@@ -178,21 +235,40 @@ impl<T: BioDriver> Disk<T> {
         &self.shared.driver
     }
 
-    /// Returns `true` while anybody has the disk open.
-    pub(crate) fn is_open(&self) -> bool {
-        // SAFETY: By the type invariant `gendisk` is valid.
-        unsafe { helpers::blkbounce_disk_openers(self.gendisk.as_ptr()) != 0 }
+    /// Begins the removal of the disk: from now on every open fails with `ENXIO`, so the
+    /// disk can be dropped without anybody using it. Fails with `EBUSY`, changing nothing,
+    /// while the disk is open.
+    pub(crate) fn begin_removal(&self) -> Result {
+        let mut opens = self.shared.opens.lock();
+        if opens.count != 0 {
+            return Err(EBUSY);
+        }
+        opens.removing = true;
+        Ok(())
     }
 }
 
 impl<T: BioDriver> Drop for Disk<T> {
     fn drop(&mut self) {
         let raw = self.gendisk.as_ptr();
+        {
+            let mut opens = self.shared.opens.lock();
+            opens.removing = true;
+            // The owner removes a disk only after `begin_removal`; an open disk here would
+            // later call `release` on freed driver data.
+            kernel::warn_on!(opens.count != 0);
+        }
+        // SAFETY: By the type invariant the disk was added and linked as a holder of the
+        // lower device, which is still open.
+        unsafe { bindings::bd_unlink_disk_holder(self.shared.driver.lower().as_raw(), raw) };
         // SAFETY: By the type invariant the disk was added. `del_gendisk` returns once no
         // `submit_bio` call runs any more and no new one can start.
         unsafe { bindings::del_gendisk(raw) };
         // Drop the disk's own count and wait for every bio still in flight to end.
-        self.shared.put_inflight();
+        let shared: *const DiskShared<T> = &*self.shared;
+        // SAFETY: The disk's own count is held until here; `self.shared` keeps `*shared`
+        // alive in any case.
+        unsafe { DiskShared::put_inflight(shared) };
         self.shared.drained.wait_for_completion();
         // SAFETY: By the type invariant, `private_data` came from `into_foreign`; no bio
         // refers to it any more.
@@ -210,13 +286,46 @@ impl<T: BioDriver> Drop for Disk<T> {
 ///
 /// - `bio` is a valid bio submitted to a `Disk<T>` and not yet ended.
 /// - It is counted in that disk's `inflight`, so the disk and its driver data outlive it.
+/// - `acct_start` is the start of the bio's I/O accounting if it was started.
 pub(crate) struct SubmittedBio<T: BioDriver> {
     bio: NonNull<bindings::bio>,
+    acct_start: Option<c_ulong>,
     _driver: PhantomData<T>,
 }
 
 // SAFETY: The bio may be ended from any thread, e.g. a completion handler or a worker.
 unsafe impl<T: BioDriver> Send for SubmittedBio<T> {}
+
+/// A [`SubmittedBio`] set aside while the lower device works on its behalf, in the front
+/// pad of a bio of the driver's own (see [`SubmittedBio::park`]).
+#[derive(Clone, Copy)]
+pub(super) struct ParkedBio {
+    bio: *mut bindings::bio,
+    acct_start: Option<c_ulong>,
+}
+
+impl ParkedBio {
+    /// Returns a view of the parked bio.
+    ///
+    /// # Safety
+    ///
+    /// `self` must come from [`SubmittedBio::park`] and not be taken back yet; the reference
+    /// must not outlive that.
+    pub(super) unsafe fn bio<'a>(&self) -> &'a Bio {
+        // SAFETY: A parked bio is valid and not ended until it is taken back.
+        unsafe { Bio::from_raw(self.bio) }
+    }
+
+    /// Returns the driver data of the disk the parked bio was submitted to.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ParkedBio::bio`], and the bio must have been a `SubmittedBio<T>`.
+    pub(super) unsafe fn driver<'a, T: BioDriver>(&self) -> &'a T {
+        // SAFETY: The parked bio is counted in its `Disk<T>`, which therefore lives.
+        unsafe { &shared_of::<T>(self.bio).driver }
+    }
+}
 
 /// Returns what the disk `bio` was submitted to shares with its bios.
 ///
@@ -234,42 +343,7 @@ unsafe fn shared_of<'a, T: BioDriver>(bio: *mut bindings::bio) -> &'a DiskShared
     }
 }
 
-/// Returns the driver data of the disk `bio` was submitted to.
-///
-/// # Safety
-///
-/// As for [`shared_of`].
-pub(super) unsafe fn driver_of<'a, T: BioDriver>(bio: *mut bindings::bio) -> &'a T {
-    // SAFETY: The caller meets the requirements of `shared_of`.
-    unsafe { &shared_of::<T>(bio).driver }
-}
-
 impl<T: BioDriver> SubmittedBio<T> {
-    /// Splits off the front of the bio that fits the disk's queue limits (`max_sectors`
-    /// and the others) and returns it; the block layer resubmits the rest, which comes
-    /// back through `submit_bio`. Returns `None` if the block layer ended the bio itself,
-    /// with an error.
-    pub(crate) fn split_to_limits(self) -> Option<Self> {
-        let this = ManuallyDrop::new(self);
-        let shared: *const DiskShared<T> = this.shared();
-        // SAFETY: The bio is valid and not ended. If a front is split off, it is a new bio
-        // of the same disk that stands in for this one in the count: this one comes back
-        // through `submit_bio` and is counted again there.
-        let front = unsafe { bindings::bio_split_to_limits(this.bio.as_ptr()) };
-        match NonNull::new(front) {
-            // INVARIANT: The front is a valid bio of the disk, not ended, and counted.
-            Some(bio) => Some(Self {
-                bio,
-                _driver: PhantomData,
-            }),
-            None => {
-                // SAFETY: The bio was counted and has been ended by the block layer.
-                unsafe { (*shared).put_inflight() };
-                None
-            }
-        }
-    }
-
     fn shared(&self) -> &DiskShared<T> {
         // SAFETY: By the type invariant the bio belongs to a live `Disk<T>` and is not
         // ended while `self` lives.
@@ -286,23 +360,35 @@ impl<T: BioDriver> SubmittedBio<T> {
         self.bio.as_ptr()
     }
 
-    /// Creates the handle for a bio that was handed back by the lower device.
-    ///
-    /// # Safety
-    ///
-    /// `bio` must come from [`SubmittedBio::into_raw`] and not be used otherwise.
-    pub(super) unsafe fn from_raw(bio: *mut bindings::bio) -> Self {
-        // INVARIANT: By the safety requirements the bio is still counted and not ended.
-        Self {
-            // SAFETY: `into_raw` returned a non-null pointer.
-            bio: unsafe { NonNull::new_unchecked(bio) },
-            _driver: PhantomData,
+    /// Returns the gendisk the bio was submitted to.
+    pub(super) fn gendisk(&self) -> *mut bindings::gendisk {
+        // SAFETY: By the type invariant the bio and its disk are valid.
+        unsafe { (*(*self.bio.as_ptr()).bi_bdev).bd_disk }
+    }
+
+    /// Gives up the handle without ending the bio, to be stored while the lower device
+    /// works; [`SubmittedBio::unpark`] takes it back.
+    pub(super) fn park(self) -> ParkedBio {
+        let this = ManuallyDrop::new(self);
+        ParkedBio {
+            bio: this.bio.as_ptr(),
+            acct_start: this.acct_start,
         }
     }
 
-    /// Gives up the handle without ending the bio; see [`SubmittedBio::from_raw`].
-    pub(super) fn into_raw(self) -> *mut bindings::bio {
-        ManuallyDrop::new(self).bio.as_ptr()
+    /// Takes back a bio set aside by [`SubmittedBio::park`].
+    ///
+    /// # Safety
+    ///
+    /// `parked` must come from `park` on a `SubmittedBio<T>` and be taken back only once.
+    pub(super) unsafe fn unpark(parked: ParkedBio) -> Self {
+        // INVARIANT: By the safety requirements the bio is still counted and not ended.
+        Self {
+            // SAFETY: `park` stored a non-null pointer.
+            bio: unsafe { NonNull::new_unchecked(parked.bio) },
+            acct_start: parked.acct_start,
+            _driver: PhantomData,
+        }
     }
 
     /// Completes the bio with `status`.
@@ -311,16 +397,20 @@ impl<T: BioDriver> SubmittedBio<T> {
         let shared: *const DiskShared<T> = this.shared();
         let raw = this.bio.as_ptr();
         // SAFETY: By the type invariant the bio is valid and not ended; it is ended once,
-        // here, as `self` is consumed.
+        // here, as `self` is consumed. Its accounting (of its own disk) ends first, while
+        // its size is still the one it started with.
         unsafe {
+            if let Some(start) = this.acct_start {
+                bindings::bio_end_io_acct_remapped(raw, start, (*raw).bi_bdev);
+            }
             if !status.is_ok() {
                 (*raw).bi_status = status.as_raw();
             }
             bindings::bio_endio(raw);
         }
-        // SAFETY: The bio was counted, so `shared` is still alive; nothing touches it after
-        // this last use, since the disk may be freed as soon as the count drops.
-        unsafe { (*shared).put_inflight() };
+        // SAFETY: The bio was counted, so `shared` is still valid here; nothing touches it
+        // after this call, since the disk may be freed as soon as the count drops.
+        unsafe { DiskShared::put_inflight(shared) };
     }
 }
 
@@ -334,13 +424,16 @@ impl<T: BioDriver> Deref for SubmittedBio<T> {
 }
 
 impl<T: BioDriver> Drop for SubmittedBio<T> {
-    /// A bio that the driver forgot to end fails rather than hanging its submitter.
+    /// A bio that the driver forgot to end is a bug: it is reported, then failed rather than
+    /// left to hang its submitter.
     fn drop(&mut self) {
+        kernel::warn_on!(true);
         let bio = SubmittedBio::<T> {
             bio: self.bio,
+            acct_start: self.acct_start,
             _driver: PhantomData,
         };
-        bio.end(BlkStatus::IOERR);
+        bio.end(BlkStatus::io_error());
     }
 }
 
@@ -348,30 +441,85 @@ impl<T: BioDriver> Drop for SubmittedBio<T> {
 struct DiskVTable<T: BioDriver>(PhantomData<T>);
 
 impl<T: BioDriver> DiskVTable<T> {
+    /// Returns the shared part of a `Disk<T>`.
+    ///
+    /// # Safety
+    ///
+    /// `disk` must be the gendisk of a live `Disk<T>`.
+    unsafe fn shared<'a>(disk: *mut bindings::gendisk) -> &'a DiskShared<T> {
+        // SAFETY: The disk's `private_data` holds an `Arc` for as long as it lives.
+        let shared: *const DiskShared<T> =
+            unsafe { &*Arc::<DiskShared<T>>::borrow((*disk).private_data) };
+        // SAFETY: See above.
+        unsafe { &*shared }
+    }
+
     /// # Safety
     ///
     /// Called by the block layer with a valid bio whose disk is a `Disk<T>`, while that
     /// disk is registered (`del_gendisk` waits for running calls).
     unsafe extern "C" fn submit_bio(bio: *mut bindings::bio) {
-        // SAFETY: The disk is a live `Disk<T>`, so `private_data` holds an `Arc`.
-        let shared = unsafe {
+        // SAFETY: The disk is a live `Disk<T>`.
+        let (shared, disk) = unsafe {
             let disk = (*(*bio).bi_bdev).bd_disk;
-            Arc::<DiskShared<T>>::borrow((*disk).private_data)
+            (Self::shared(disk), disk)
         };
         shared.inflight.fetch_add(1, Full);
-        // INVARIANT: The bio is valid, not ended, and now counted.
+        // SAFETY: The bio is valid and not ended. If a front is split off, it is a new bio
+        // of the same disk that stands in for this one in the count: the rest comes back
+        // through `submit_bio` and is counted again there. On an error the block layer
+        // has ended the bio.
+        let front = unsafe { bindings::bio_split_to_limits(bio) };
+        let Some(front) = NonNull::new(front) else {
+            // SAFETY: The count taken above is given up once.
+            unsafe { DiskShared::put_inflight(shared) };
+            return;
+        };
+        // Accounted from after the split to its end, as dm and md do; a flush has no
+        // sectors to account.
+        // SAFETY: The disk is live and `front` is valid.
+        let acct_start = unsafe {
+            (helpers::blkbounce_disk_io_stat(disk) && (*front.as_ptr()).bi_iter.bi_size != 0)
+                .then(|| bindings::bio_start_io_acct(front.as_ptr()))
+        };
+        // INVARIANT: The bio is valid, not ended, and counted.
         let bio = SubmittedBio {
-            // SAFETY: The block layer never passes a null bio.
-            bio: unsafe { NonNull::new_unchecked(bio) },
+            bio: front,
+            acct_start,
             _driver: PhantomData,
         };
         shared.driver.submit_bio(bio);
     }
 
+    /// # Safety
+    ///
+    /// Called by the block layer, under the disk's `open_mutex`, for a live `Disk<T>`.
+    unsafe extern "C" fn open(disk: *mut bindings::gendisk, _mode: bindings::blk_mode_t) -> c_int {
+        // SAFETY: The disk is a live `Disk<T>`.
+        let shared = unsafe { Self::shared(disk) };
+        let mut opens = shared.opens.lock();
+        if opens.removing {
+            return ENXIO.to_errno();
+        }
+        opens.count += 1;
+        0
+    }
+
+    /// # Safety
+    ///
+    /// Called by the block layer once for each successful `open`, for a live `Disk<T>`
+    /// (removal waits until the count of opens is zero).
+    unsafe extern "C" fn release(disk: *mut bindings::gendisk) {
+        // SAFETY: The disk is a live `Disk<T>`.
+        let shared = unsafe { Self::shared(disk) };
+        let mut opens = shared.opens.lock();
+        opens.count = opens.count.saturating_sub(1);
+    }
+
     const TABLE: bindings::block_device_operations = bindings::block_device_operations {
         submit_bio: Some(Self::submit_bio),
-        open: None,
-        release: None,
+        open: Some(Self::open),
+        release: Some(Self::release),
         ioctl: None,
         compat_ioctl: None,
         check_events: None,

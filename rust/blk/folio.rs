@@ -131,9 +131,9 @@ impl FolioWalk for Bio {
     fn find_folio<R>(&self, mut f: impl FnMut(&Folio) -> Option<R>) -> Option<R> {
         let mut last = core::ptr::null_mut();
         let mut found = None;
-        self.for_each_piece(|piece| {
+        self.for_each_page(|page| {
             // SAFETY: The page belongs to the bio, which keeps it alive.
-            let folio = unsafe { helpers::blkbounce_page_folio(piece.page) };
+            let folio = unsafe { helpers::blkbounce_page_folio(page) };
             if folio != last {
                 last = folio;
                 // SAFETY: The folio holds data of `self`, which is in flight while it lives.

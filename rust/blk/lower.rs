@@ -6,10 +6,16 @@ use super::helpers;
 use core::ptr::NonNull;
 use kernel::{bindings, prelude::*};
 
-/// `BLK_OPEN_READ` (`include/linux/blkdev.h`).
-const OPEN_READ: bindings::blk_mode_t = 1 << 0;
-/// `BLK_OPEN_READ | BLK_OPEN_WRITE`.
-const OPEN_READ_WRITE: bindings::blk_mode_t = OPEN_READ | (1 << 1);
+/// `BLK_OPEN_READ` and `BLK_OPEN_WRITE` (`include/linux/blkdev.h`), from `helpers.c`.
+fn open_modes() -> (bindings::blk_mode_t, bindings::blk_mode_t) {
+    // SAFETY: Constants defined in `helpers.c`, never written.
+    unsafe {
+        (
+            helpers::blkbounce_blk_open_read,
+            helpers::blkbounce_blk_open_write,
+        )
+    }
+}
 
 /// What [`LowerDevice::inspect`] found out about a block device.
 pub(crate) struct Inspection {
@@ -17,6 +23,8 @@ pub(crate) struct Inspection {
     pub(crate) is_ours: bool,
     /// Somebody holds it exclusively (a mount, md, dm, another blkbounce device).
     pub(crate) is_held: bool,
+    /// It is zoned: blkbounce does not stack on zoned devices.
+    pub(crate) is_zoned: bool,
 }
 
 /// A block device opened for reading and writing, exclusively for one holder.
@@ -40,11 +48,12 @@ impl LowerDevice {
     /// and `ENXIO` for a device without a disk behind it. Whether it is held is a snapshot:
     /// [`LowerDevice::open`] is what claims it.
     pub(crate) fn inspect(path: &CStr) -> Result<Inspection> {
+        let (read, _) = open_modes();
         // SAFETY: `path` is NUL-terminated. No holder: the open claims nothing.
         let file = unsafe {
             bindings::bdev_file_open_by_path(
                 path.as_char_ptr(),
-                OPEN_READ,
+                read,
                 core::ptr::null_mut(),
                 core::ptr::null(),
             )
@@ -57,6 +66,8 @@ impl LowerDevice {
             is_ours: unsafe { is_ours(bdev) },
             // SAFETY: The device is open.
             is_held: unsafe { !helpers::blkbounce_bdev_holder(bdev).is_null() },
+            // SAFETY: The device is open.
+            is_zoned: unsafe { helpers::blkbounce_bdev_is_zoned(bdev) },
         };
         // SAFETY: `file` was opened above and is released once, here.
         unsafe { bindings::bdev_fput(file) };
@@ -67,12 +78,13 @@ impl LowerDevice {
     ///
     /// Fails with `EBUSY` when another holder has it, as the kernel reports.
     pub(crate) fn open<H>(path: &CStr, holder: &H) -> Result<Self> {
+        let (read, write) = open_modes();
         // SAFETY: `path` is NUL-terminated. The holder is only compared, never dereferenced,
         // since no holder operations are given.
         let file = unsafe {
             bindings::bdev_file_open_by_path(
                 path.as_char_ptr(),
-                OPEN_READ_WRITE,
+                read | write,
                 core::ptr::from_ref(holder).cast_mut().cast(),
                 core::ptr::null(),
             )
@@ -94,6 +106,12 @@ impl LowerDevice {
     pub(crate) fn is_ours(&self) -> bool {
         // SAFETY: The block device is valid while it is open.
         unsafe { is_ours(self.as_raw()) }
+    }
+
+    /// Returns `true` if the device is zoned.
+    pub(crate) fn is_zoned(&self) -> bool {
+        // SAFETY: The block device is valid while it is open.
+        unsafe { helpers::blkbounce_bdev_is_zoned(self.as_raw()) }
     }
 
     /// Returns the capacity in 512-byte sectors.

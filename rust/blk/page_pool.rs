@@ -1,25 +1,71 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Bounce memory: chunks of physically contiguous pages, and a mempool reserve of single
-//! pages that keeps I/O moving when the page allocator has none.
+//! Bounce memory: chunks of physically contiguous pages, a mempool reserve of single
+//! pages that keeps I/O moving when the page allocator has none, and a cap on the bounce
+//! memory in flight.
 
-use super::{bioset::Gfp, helpers};
+use super::{bioset::Gfp, helpers, wait_queue::WaitQueue};
 use core::ptr::NonNull;
-use kernel::{bindings, prelude::*, types::Opaque};
+use kernel::{
+    bindings,
+    prelude::*,
+    sync::atomic::{Atomic, Full, Relaxed},
+    types::Opaque,
+};
 
 /// The size of a page.
 pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
-/// A reserve of order-0 pages (`mempool_init_page_pool`).
+/// Returns the memory the page allocator manages, in bytes (`totalram_pages()`).
+pub(crate) fn total_ram_bytes() -> u64 {
+    // SAFETY: Reading the count has no preconditions.
+    let pages = unsafe { helpers::blkbounce_totalram_pages() };
+    pages as u64 * PAGE_SIZE as u64
+}
+
+/// A reserve of order-0 pages (`mempool_init_page_pool`), and the cap on bounce memory in
+/// flight, which bios reserve before they take pages (as dm-crypt caps its pages per
+/// client).
 ///
 /// # Invariants
 ///
-/// `pool` was set up by `mempool_init` with the page allocation functions and is torn
-/// down by `mempool_exit` on drop.
+/// - `pool` was set up by `mempool_init` with the page allocation functions and is torn
+///   down by `mempool_exit` on drop.
+/// - `in_flight` is the sum of the live [`Reservation`]s and of the bytes they handed to
+///   bios with [`Reservation::into_raw`] and not yet given back; it never exceeds `cap`.
 #[pin_data(PinnedDrop)]
 pub(crate) struct PagePool {
     #[pin]
     pool: Opaque<bindings::mempool_t>,
+    cap: u64,
+    in_flight: Atomic<u64>,
+    peak: Atomic<u64>,
+    waits: Atomic<u64>,
+    #[pin]
+    room: WaitQueue,
+}
+
+/// Bytes of a [`PagePool`]'s cap, held until dropped.
+///
+/// # Invariants
+///
+/// `bytes` are counted in `pool.in_flight`.
+pub(crate) struct Reservation<'a> {
+    pool: &'a PagePool,
+    bytes: u32,
+}
+
+/// The figures of a pool's cap.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub(crate) struct CapFigures {
+    /// The cap, in bytes.
+    pub(crate) cap: u64,
+    /// Bytes reserved now.
+    pub(crate) in_flight: u64,
+    /// The most bytes ever reserved at once.
+    pub(crate) peak: u64,
+    /// Reservations that had to wait for room.
+    pub(crate) waits: u64,
 }
 
 // SAFETY: A mempool is used from any CPU; it locks internally.
@@ -41,9 +87,15 @@ pub(crate) struct Chunk<'a> {
 }
 
 impl PagePool {
-    /// Creates a pool holding `reserve` pages.
-    pub(crate) fn new(reserve: u32) -> impl PinInit<Self, Error> {
+    /// Creates a pool holding `reserve` pages, whose bios may hold at most `cap` bytes at
+    /// once. `cap` must be at least the largest reservation any bio asks for.
+    pub(crate) fn new(reserve: u32, cap: u64) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            cap,
+            in_flight: Atomic::new(0),
+            peak: Atomic::new(0),
+            waits: Atomic::new(0),
+            room <- WaitQueue::new(),
             pool <- Opaque::try_ffi_init(|slot: *mut bindings::mempool_t| {
                 // SAFETY: `slot` is valid for writes. `mempool_init` expects a zeroed pool,
                 // as `mempool_create` hands it (it counts elements up from `curr_nr`).
@@ -61,6 +113,59 @@ impl PagePool {
                 })
             }),
         })
+    }
+
+    /// Reserves `bytes` of the cap. With [`Gfp::NoWait`] it fails when they do not fit at
+    /// once; otherwise it sleeps until they do, and never fails.
+    pub(crate) fn reserve(&self, bytes: u32, gfp: Gfp) -> Option<Reservation<'_>> {
+        if !self.try_reserve(bytes) {
+            if gfp == Gfp::NoWait || kernel::warn_on!(u64::from(bytes) > self.cap) {
+                return None;
+            }
+            self.waits.fetch_add(1, Relaxed);
+            self.room.wait_until(|| self.try_reserve(bytes));
+        }
+        // INVARIANT: `try_reserve` counted the bytes.
+        Some(Reservation { pool: self, bytes })
+    }
+
+    fn try_reserve(&self, bytes: u32) -> bool {
+        let mut now = self.in_flight.load(Relaxed);
+        loop {
+            let want = now + u64::from(bytes);
+            if want > self.cap {
+                return false;
+            }
+            match self.in_flight.cmpxchg(now, want, Full) {
+                Ok(_) => {
+                    crate::stats::raise_max(&self.peak, want);
+                    return true;
+                }
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Gives back `bytes` of the cap and wakes bios waiting for room.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must come from [`Reservation::into_raw`] on a reservation of this pool, and
+    /// be given back once.
+    pub(super) unsafe fn release_raw(&self, bytes: u32) {
+        // The fully ordered subtraction pairs with the waiter's queueing (`wake_all`).
+        self.in_flight.fetch_sub(u64::from(bytes), Full);
+        self.room.wake_all();
+    }
+
+    /// Returns the figures of the cap.
+    pub(crate) fn cap_figures(&self) -> CapFigures {
+        CapFigures {
+            cap: self.cap,
+            in_flight: self.in_flight.load(Relaxed),
+            peak: self.peak.load(Relaxed),
+            waits: self.waits.load(Relaxed),
+        }
     }
 
     /// Allocates a chunk of `1 << order` pages.
@@ -119,7 +224,32 @@ impl PinnedDrop for PagePool {
     }
 }
 
+impl Reservation<'_> {
+    /// Returns `true` if this reserves bytes of `pool`.
+    pub(super) fn is_of(&self, pool: &PagePool) -> bool {
+        core::ptr::eq(self.pool, pool)
+    }
+
+    /// Gives up the reservation without giving back its bytes; see
+    /// [`PagePool::release_raw`].
+    pub(super) fn into_raw(self) -> u32 {
+        core::mem::ManuallyDrop::new(self).bytes
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the bytes are counted; they are given back once.
+        unsafe { self.pool.release_raw(self.bytes) };
+    }
+}
+
 impl Chunk<'_> {
+    /// Returns `true` if the chunk comes from `pool`.
+    pub(super) fn is_of(&self, pool: &PagePool) -> bool {
+        core::ptr::eq(self.pool, pool)
+    }
+
     /// Returns the chunk's order: it has `1 << order` pages.
     pub(crate) fn order(&self) -> u32 {
         self.order

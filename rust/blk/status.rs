@@ -2,21 +2,31 @@
 
 //! Block layer completion status (`blk_status_t`).
 
+use super::helpers;
 use kernel::bindings;
 
 /// The status a bio completes with.
 ///
 /// Errors of the lower device are carried unchanged from the lower bio to the upper one.
+/// The values come from C (`include/linux/blk_types.h`), never from numbers written here.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct BlkStatus(bindings::blk_status_t);
 
 impl BlkStatus {
     /// Success (`BLK_STS_OK`).
     pub(crate) const OK: Self = Self(bindings::BLK_STS_OK as bindings::blk_status_t);
-    /// A generic I/O error (`BLK_STS_IOERR`, `include/linux/blk_types.h`).
-    pub(crate) const IOERR: Self = Self(10);
+
+    /// A generic I/O error (`BLK_STS_IOERR`).
+    pub(crate) fn io_error() -> Self {
+        // SAFETY: A constant defined in `helpers.c`, never written.
+        Self(unsafe { helpers::blkbounce_blk_sts_ioerr })
+    }
+
     /// Try again: what a `REQ_NOWAIT` bio gets instead of sleeping (`BLK_STS_AGAIN`).
-    pub(crate) const AGAIN: Self = Self(12);
+    pub(crate) fn again() -> Self {
+        // SAFETY: A constant defined in `helpers.c`, never written.
+        Self(unsafe { helpers::blkbounce_blk_sts_again })
+    }
 
     /// Wraps the raw status of a completed bio.
     pub(super) fn from_raw(raw: bindings::blk_status_t) -> Self {

@@ -45,20 +45,29 @@ impl Workqueue {
         })
     }
 
-    /// Queues `work` (on the current CPU where possible).
+    /// Returns the raw queue, for [`Workqueue::queue_raw`].
+    pub(super) fn as_raw(&self) -> *mut bindings::workqueue_struct {
+        self.wq.as_ptr()
+    }
+
+    /// Queues `work` on `wq` (on the current CPU where possible).
+    ///
+    /// Takes the queue by address, not by reference: the work may run, and its owner drop
+    /// the queue, before this returns (see [`super::bounce::BounceDone::defer`]).
     ///
     /// # Safety
     ///
-    /// `work` must be an initialised work item that stays valid until its function has
-    /// run, and must not be queued already.
-    pub(super) unsafe fn queue_raw(&self, work: *mut bindings::work_struct) {
-        // SAFETY: By the type invariant the queue is alive; the caller vouches for `work`.
+    /// `wq` must come from [`Workqueue::as_raw`] on a queue that is alive when the call
+    /// starts. `work` must be an initialised work item that stays valid until its function
+    /// has run, and must not be queued already.
+    pub(super) unsafe fn queue_raw(
+        wq: *mut bindings::workqueue_struct,
+        work: *mut bindings::work_struct,
+    ) {
+        // SAFETY: The caller vouches for both; `queue_work_on` holds the RCU read lock
+        // while it uses the queue, and a destroyed queue is freed after a grace period.
         unsafe {
-            bindings::queue_work_on(
-                bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32,
-                self.wq.as_ptr(),
-                work,
-            )
+            bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, wq, work)
         };
     }
 }

@@ -80,6 +80,34 @@ impl Buffer {
         })
     }
 
+    /// Allocates `len` bytes at `offset` bytes into anonymous huge pages (`MAP_HUGETLB`, of
+    /// the default huge page size), so that direct I/O gets multi-page bvecs. Needs huge
+    /// pages reserved (`/proc/sys/vm/nr_hugepages`).
+    pub fn huge(len: usize, offset: usize) -> io::Result<Self> {
+        const HUGE: usize = 2 << 20;
+        let map_len = (offset + len).div_ceil(HUGE).max(1) * HUGE;
+        // SAFETY: A new private mapping at an address the kernel picks.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            base: base.cast(),
+            backing: Backing::Mapping(map_len),
+            offset,
+            len,
+        })
+    }
+
     /// Allocates `len` bytes of shmem: a shared mapping of a new memfd.
     pub fn memfd(len: usize) -> io::Result<Self> {
         // SAFETY: The name is a NUL-terminated string.

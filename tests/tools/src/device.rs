@@ -54,8 +54,8 @@ pub unsafe fn read_at_raw(file: &File, buf: *mut u8, len: usize, offset: u64) ->
 }
 
 /// Writes (`write`) or reads `len` bytes at `offset` from or into `buf` with one
-/// `pwritev` or `preadv`, cut into iovecs of the sizes in `pieces` (repeated; the last is
-/// shortened to fit).
+/// `pwritev2` or `preadv2` with `flags` (`RWF_*`), cut into iovecs of the sizes in `pieces`
+/// (repeated; the last is shortened to fit).
 ///
 /// # Safety
 ///
@@ -67,18 +67,29 @@ pub unsafe fn vectored_at_raw(
     pieces: &[usize],
     offset: u64,
     write: bool,
+    flags: i32,
 ) -> io::Result<()> {
     let iov = iovecs(buf, len, pieces);
     let (fd, count, off) = (file.as_raw_fd(), iov.len() as i32, offset as libc::off_t);
     // SAFETY: Each iovec lies within `buf`, valid for `len` bytes by the caller's promise.
     let n = unsafe {
         if write {
-            libc::pwritev(fd, iov.as_ptr(), count, off)
+            libc::pwritev2(fd, iov.as_ptr(), count, off, flags)
         } else {
-            libc::preadv(fd, iov.as_ptr(), count, off)
+            libc::preadv2(fd, iov.as_ptr(), count, off, flags)
         }
     };
     check(n, len)
+}
+
+/// Returns the logical block size of the block device `file` (`BLKSSZGET`).
+pub fn logical_block_size(file: &File) -> io::Result<u64> {
+    let mut size: libc::c_int = 0;
+    // SAFETY: `BLKSSZGET` writes one int.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::BLKSSZGET, &mut size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(size as u64)
 }
 
 /// Cuts `len` bytes at `buf` into iovecs of the sizes in `pieces`, repeated.

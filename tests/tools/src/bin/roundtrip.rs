@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! roundtrip --write-dev A --read-dev B [--write-mode direct|buffered]
-//!           [--read-mode direct|buffered] [--seed N] [--iovecs]
+//!           [--read-mode direct|buffered] [--seed N] [--iovecs] [--sizes]
+//!           [--size-step N] [--memory heap|hugepage] [--mem-offset N] [--nowait]
 //! ```
 //!
 //! The ranges cover several offsets and sizes from 4 KiB to 1 MiB, the device's last
@@ -17,6 +18,15 @@
 //! With `--iovecs`, direct I/O goes through one `pwritev` or `preadv` per range, cut into
 //! iovecs of 512 to 8192 bytes, most of them smaller than a page, in a buffer that starts
 //! 512 bytes past a page boundary.
+//!
+//! With `--sizes`, the ranges are instead every multiple of the device's logical block
+//! size (or of `--size-step`, itself a multiple of it) up to 1 MiB, each at its own offset in the first 64 MiB (so that stacked devices
+//! above split some of them). `--memory hugepage` puts direct I/O buffers in huge pages,
+//! `--mem-offset` bytes in (default 0), so that bios carry multi-page bvecs.
+//!
+//! With `--nowait`, direct I/O asks not to wait (`RWF_NOWAIT`). An I/O that fails with
+//! `EAGAIN` is counted and done again without the flag, as an application would; the data
+//! must still verify.
 
 use blkbounce_tests::{args::Args, buffer::Buffer, device, pattern};
 use std::fs::File;
@@ -48,26 +58,75 @@ fn mode(args: &Args, key: &str) -> Result<bool, String> {
     }
 }
 
-/// A buffer for direct I/O: page aligned, or 512 bytes past a page with `iovecs`.
-fn direct_buffer(len: usize, iovecs: bool) -> Buffer {
-    if iovecs {
-        Buffer::with_offset(len, IOVEC_MEM_OFFSET)
-    } else {
-        Buffer::new(len)
+/// How direct I/O is done.
+struct Direct {
+    iovecs: bool,
+    huge: bool,
+    mem_offset: usize,
+    nowait: bool,
+    /// I/Os that failed with `EAGAIN` under `--nowait` and were done again.
+    eagain: u64,
+}
+
+impl Direct {
+    /// A buffer for direct I/O: page aligned, 512 bytes past a page with `iovecs`, or in
+    /// huge pages.
+    fn buffer(&self, len: usize) -> io::Result<Buffer> {
+        if self.huge {
+            Buffer::huge(len, self.mem_offset)
+        } else if self.iovecs {
+            Ok(Buffer::with_offset(len, IOVEC_MEM_OFFSET))
+        } else {
+            Ok(Buffer::with_offset(len, self.mem_offset))
+        }
+    }
+
+    /// Writes (`write`) or reads all of `buf` at `offset`, in one piece or in iovecs.
+    fn io(&mut self, file: &File, buf: &Buffer, offset: u64, write: bool) -> io::Result<()> {
+        let (ptr, len) = (buf.as_ptr(), buf.len());
+        let pieces: &[usize] = if self.iovecs {
+            IOVEC_PIECES
+        } else {
+            &[usize::MAX]
+        };
+        let flags = if self.nowait { libc::RWF_NOWAIT } else { 0 };
+        // SAFETY: `buf` is valid for `len` bytes and not touched by anybody else meanwhile.
+        let first =
+            unsafe { device::vectored_at_raw(file, ptr, len, pieces, offset, write, flags) };
+        match first {
+            Err(e) if self.nowait && e.raw_os_error() == Some(libc::EAGAIN) => {
+                self.eagain += 1;
+                // SAFETY: As above.
+                unsafe { device::vectored_at_raw(file, ptr, len, pieces, offset, write, 0) }
+            }
+            other => other,
+        }
     }
 }
 
-/// Writes (`write`) or reads all of `buf` at `offset`, in one piece or in iovecs.
-fn direct_io(file: &File, buf: &Buffer, offset: u64, iovecs: bool, write: bool) -> io::Result<()> {
-    let (ptr, len) = (buf.as_ptr(), buf.len());
-    let pieces: &[usize] = if iovecs { IOVEC_PIECES } else { &[usize::MAX] };
-    // SAFETY: `buf` is valid for `len` bytes and not touched by anybody else meanwhile.
-    unsafe { device::vectored_at_raw(file, ptr, len, pieces, offset, write) }
+/// Every multiple of `step` up to 1 MiB, each at its own offset below 64 MiB, a multiple
+/// of `block`.
+fn all_sizes(block: u64, step: u64) -> Vec<(u64, u64)> {
+    let span = (64 << 20) - (1 << 20);
+    (1..=(1 << 20) / step)
+        .map(|k| ((k * 7919 * block) % span / block * block, k * step))
+        .collect()
 }
 
 fn run() -> Result<bool, String> {
-    let args = Args::parse(&["iovecs"])?;
+    let args = Args::parse(&["iovecs", "sizes", "nowait"])?;
     let iovecs = args.flag("iovecs");
+    let mut direct = Direct {
+        iovecs,
+        huge: match args.get("memory").unwrap_or("heap") {
+            "heap" => false,
+            "hugepage" => true,
+            m => return Err(format!("--memory is heap or hugepage, not '{m}'")),
+        },
+        mem_offset: args.number("mem-offset", 0)?,
+        nowait: args.flag("nowait"),
+        eagain: 0,
+    };
     let write_dev = args.required("write-dev")?;
     let read_dev = args.required("read-dev")?;
     let write_direct = mode(&args, "write-mode")?;
@@ -80,7 +139,18 @@ fn run() -> Result<bool, String> {
         .seek(SeekFrom::End(0))
         .map_err(|e| format!("{write_dev}: {e}"))?;
 
-    let mut ranges: Vec<(u64, u64)> = ALIGNED.to_vec();
+    let mut ranges: Vec<(u64, u64)> = if args.flag("sizes") {
+        let block = device::logical_block_size(&writer).map_err(|e| format!("{write_dev}: {e}"))?;
+        let step = args.size("size-step", block)?;
+        if step == 0 || step % block != 0 {
+            return Err(format!(
+                "--size-step must be a multiple of the block size {block}"
+            ));
+        }
+        all_sizes(block, step)
+    } else {
+        ALIGNED.to_vec()
+    };
     ranges.push((capacity - BLOCK, BLOCK));
     if !write_direct {
         ranges.extend_from_slice(UNALIGNED);
@@ -92,9 +162,10 @@ fn run() -> Result<bool, String> {
         let mut data = vec![0u8; len as usize];
         pattern::fill(&mut data, seed, offset);
         let written = if write_direct {
-            let mut buf = direct_buffer(len as usize, iovecs);
-            buf.bytes_mut().copy_from_slice(&data);
-            direct_io(&writer, &buf, offset, iovecs, true)
+            direct.buffer(len as usize).and_then(|mut buf| {
+                buf.bytes_mut().copy_from_slice(&data);
+                direct.io(&writer, &buf, offset, true)
+            })
         } else {
             device::write_all_at(&writer, &data, offset).and_then(|()| writer.sync_all())
         };
@@ -104,11 +175,21 @@ fn run() -> Result<bool, String> {
             continue;
         }
 
-        let start = offset / BLOCK * BLOCK;
-        let end = (offset + len).div_ceil(BLOCK) * BLOCK;
-        let mut buf = direct_buffer((end - start) as usize, iovecs);
+        // Direct writes are whole blocks of the device; the rest reads enclosing pages.
+        let (start, end) = if write_direct {
+            (offset, offset + len)
+        } else {
+            (
+                offset / BLOCK * BLOCK,
+                (offset + len).div_ceil(BLOCK) * BLOCK,
+            )
+        };
+        let mut buf = match direct.buffer((end - start) as usize) {
+            Ok(buf) => buf,
+            Err(e) => return Err(format!("buffer of {} bytes: {e}", end - start)),
+        };
         let read = if read_direct {
-            direct_io(&reader, &buf, start, iovecs, false)
+            direct.io(&reader, &buf, start, false)
         } else {
             device::drop_cache(&reader)
                 .and_then(|()| device::read_exact_at(&reader, buf.bytes_mut(), start))
@@ -128,11 +209,17 @@ fn run() -> Result<bool, String> {
         }
     }
     println!(
-        "roundtrip write={write_dev}({}) read={read_dev}({}){} ranges={} ok={ok} bad={bad}",
+        "roundtrip write={write_dev}({}) read={read_dev}({}){}{} ranges={} ok={ok} bad={bad}{}",
         if write_direct { "direct" } else { "buffered" },
         if read_direct { "direct" } else { "buffered" },
         if iovecs { " iovecs" } else { "" },
-        ranges.len()
+        if direct.huge { " hugepage" } else { "" },
+        ranges.len(),
+        if direct.nowait {
+            format!(" eagain={}", direct.eagain)
+        } else {
+            String::new()
+        }
     );
     Ok(bad == 0)
 }
