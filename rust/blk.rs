@@ -57,7 +57,7 @@ mod helpers {
             from: *const u8,
             len: usize,
         );
-        pub(super) fn blkbounce_totalram_pages() -> kernel::ffi::c_ulong;
+        pub(super) fn blkbounce_lowmem_pages() -> kernel::ffi::c_ulong;
         pub(super) fn blkbounce_wq_has_sleeper(wq_head: *mut bindings::wait_queue_head) -> bool;
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
         pub(super) fn blkbounce_bdev_holder(

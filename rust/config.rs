@@ -10,7 +10,7 @@ use crate::{
         configfs_pin::{ItemPin, SubsystemSlot},
         disk::Disk,
         lower::LowerDevice,
-        page_pool::total_ram_bytes,
+        page_pool::lowmem_bytes,
     },
     chunking::MAX_BOUNCE_BYTES,
     device::BounceDevice,
@@ -137,14 +137,14 @@ struct DeviceState {
     enabled: Option<Enabled>,
 }
 
-/// The least bounce memory one device may hold in flight: 16 MiB, as dm-crypt's least
-/// share per client (`DM_CRYPT_MIN_PAGES_PER_CLIENT`).
+/// The least default cap: 16 MiB, sixteen of the largest bounce bios.
 const MIN_DEFAULT_MAX_BOUNCE_BYTES: u64 = 16 << 20;
 
-/// The default cap on bounce memory in flight: 2 % of RAM, as dm-crypt's
-/// (`DM_CRYPT_MEMORY_PERCENT`), but at least [`MIN_DEFAULT_MAX_BOUNCE_BYTES`].
+/// The default cap on bounce memory in flight, per device: 2 % of lowmem (dm-crypt's
+/// `DM_CRYPT_MEMORY_PERCENT`, which dm-crypt shares among all its devices), but at least
+/// [`MIN_DEFAULT_MAX_BOUNCE_BYTES`].
 fn default_max_bounce_bytes() -> u64 {
-    (total_ram_bytes() / 50).max(MIN_DEFAULT_MAX_BOUNCE_BYTES)
+    (lowmem_bytes() / 50).max(MIN_DEFAULT_MAX_BOUNCE_BYTES)
 }
 
 /// What exists while a device is enabled. Fields drop in order: the disk goes first.
@@ -208,6 +208,11 @@ impl DeviceConfig {
             );
             return Err(ELOOP);
         }
+        // Pinned first: once the disk exists, udev may open it, and a later failure would
+        // have to wait for that to end.
+        let pin = ItemPin::new(&self.shared.slot, name).inspect_err(|e| {
+            pr_err!("{name}: cannot pin the configfs directory: {e:?}\n");
+        })?;
         let disk = BounceDevice::create(
             disk_name,
             lower,
@@ -217,9 +222,6 @@ impl DeviceConfig {
         )
         .inspect_err(|e| {
             pr_err!("{name}: cannot create the disk: {e:?}\n");
-        })?;
-        let pin = ItemPin::new(&self.shared.slot, name).inspect_err(|e| {
-            pr_err!("{name}: cannot pin the configfs directory: {e:?}\n");
         })?;
         pr_info!(
             "{name}: enabled {} over {} (mode {})\n",
@@ -432,13 +434,13 @@ impl AttributeOperations<6> for DeviceConfig {
 
     fn store(this: &DeviceConfig, page: &[u8]) -> Result {
         let name: &CStr = &this.name;
-        let ram = total_ram_bytes();
+        let ram = lowmem_bytes();
         let bytes = text::u64_value(page)
             .ok()
             .filter(|b| (u64::from(MAX_BOUNCE_BYTES)..=ram).contains(b))
             .ok_or_else(|| {
                 pr_err!(
-                    "{name}: max_bounce_bytes: expected a number of bytes from {MAX_BOUNCE_BYTES} (one largest bounce bio) to {ram} (RAM)\n"
+                    "{name}: max_bounce_bytes: expected a number of bytes from {MAX_BOUNCE_BYTES} (one largest bounce bio) to {ram} (lowmem)\n"
                 );
                 EINVAL
             })?;

@@ -150,7 +150,10 @@ impl BounceDevice {
         let bytes = chunking::bounce_bytes(bio.size());
         let room = match self.pages.reserve(bytes, Gfp::NoWait) {
             Some(room) => room,
-            None if bio.is_nowait() => return self.again(bio),
+            None if bio.is_nowait() => {
+                self.stats.cap_again();
+                return self.again(bio);
+            }
             None => match self.pages.reserve(bytes, Gfp::NoIo) {
                 Some(room) => room,
                 // Only a bio larger than the cap, which the split prevents, gets here.
@@ -159,15 +162,20 @@ impl BounceDevice {
         };
         let buffer = match self.alloc_bounce(bio, room, Gfp::NoWait) {
             Ok(buffer) => buffer,
-            Err(NoBuffer { upper, .. }) if upper.is_nowait() => return self.again(upper),
-            Err(NoBuffer { upper, room }) => {
+            Err(no) if no.upper.is_nowait() => {
+                self.stats.nowait_again();
+                return no.fail(BlkStatus::again());
+            }
+            Err(NoBuffer { room, upper }) => {
                 // Serve bios one at a time from the reserve, which holds a whole bio.
                 self.stats.reserve_fallback();
-                let _guard = self.reserve_lock.lock();
-                match self.alloc_bounce(upper, room, Gfp::NoIo) {
+                let guard = self.reserve_lock.lock();
+                let result = self.alloc_bounce(upper, room, Gfp::NoIo);
+                drop(guard);
+                match result {
                     Ok(buffer) => buffer,
                     // The reserve always serves a `Gfp::NoIo` allocation in the end.
-                    Err(NoBuffer { upper, .. }) => return upper.end(BlkStatus::io_error()),
+                    Err(no) => return no.fail(BlkStatus::io_error()),
                 }
             }
         };

@@ -70,7 +70,7 @@ unsigned int blkbounce_page_order(struct page *page);
 void *blkbounce_page_address(struct page *page);
 void blkbounce_memcpy_from_page(char *to, struct page *page, size_t offset, size_t len);
 void blkbounce_memcpy_to_page(struct page *page, size_t offset, const char *from, size_t len);
-unsigned long blkbounce_totalram_pages(void);
+unsigned long blkbounce_lowmem_pages(void);
 bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head);
 
 void *blkbounce_page_address(struct page *page)
@@ -88,9 +88,10 @@ void blkbounce_memcpy_to_page(struct page *page, size_t offset, const char *from
 	memcpy_to_page(page, offset, from, len);
 }
 
-unsigned long blkbounce_totalram_pages(void)
+/* Bounce chunks are lowmem (no __GFP_HIGHMEM): the memory they can come from. */
+unsigned long blkbounce_lowmem_pages(void)
 {
-	return totalram_pages();
+	return totalram_pages() - totalhigh_pages();
 }
 
 bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head)

@@ -31,6 +31,7 @@ pub(crate) struct Stats {
     reserve_pages: Atomic<u64>,
     reserve_fallbacks: Atomic<u64>,
     nowait_again: Atomic<u64>,
+    cap_again: Atomic<u64>,
     errors: Atomic<u64>,
     copyback_count: Atomic<u64>,
     copyback_total_ns: Atomic<u64>,
@@ -55,6 +56,7 @@ impl Stats {
             reserve_pages: Atomic::new(0),
             reserve_fallbacks: Atomic::new(0),
             nowait_again: Atomic::new(0),
+            cap_again: Atomic::new(0),
             errors: Atomic::new(0),
             copyback_count: Atomic::new(0),
             copyback_total_ns: Atomic::new(0),
@@ -111,6 +113,12 @@ impl Stats {
         self.nowait_again.fetch_add(1, Relaxed);
     }
 
+    /// Counts a `REQ_NOWAIT` bio that found no room under the cap (it is also counted by
+    /// [`Stats::nowait_again`]).
+    pub(crate) fn cap_again(&self) {
+        self.cap_again.fetch_add(1, Relaxed);
+    }
+
     /// Counts a bio that completed with an error of the lower device (not `BLK_STS_AGAIN`
     /// on a `REQ_NOWAIT` bio, which [`Stats::nowait_again`] counts).
     pub(crate) fn failed(&self) {
@@ -142,6 +150,7 @@ impl Stats {
             reserve_pages: self.reserve_pages.load(Relaxed),
             reserve_fallbacks: self.reserve_fallbacks.load(Relaxed),
             nowait_again: self.nowait_again.load(Relaxed),
+            cap_again: self.cap_again.load(Relaxed),
             errors: self.errors.load(Relaxed),
             copyback_count: self.copyback_count.load(Relaxed),
             copyback_total_ns: self.copyback_total_ns.load(Relaxed),
@@ -176,7 +185,7 @@ pub(crate) struct StatsSnapshot {
     pub(crate) passthrough_bios: u64,
     /// Bytes of data in those bios.
     pub(crate) passthrough_bytes: u64,
-    /// Discards passed down, and the bytes they cover.
+    /// Discards and secure erases passed down, and the bytes they cover.
     pub(crate) discard_bios: u64,
     pub(crate) discard_bytes: u64,
     /// Write zeroes passed down, and the bytes they cover.
@@ -191,6 +200,8 @@ pub(crate) struct StatsSnapshot {
     /// `REQ_NOWAIT` bios ended with `BLK_STS_AGAIN` (no memory or room at once here, or
     /// the lower device's).
     pub(crate) nowait_again: u64,
+    /// Of those, bios that found no room under the cap.
+    pub(crate) cap_again: u64,
     /// Bios the lower device completed with an error.
     pub(crate) errors: u64,
     /// Read copy-backs, and their time from lower completion to upper completion.
@@ -218,6 +229,8 @@ impl fmt::Display for StatsSnapshot {
         writeln!(f, "bounce_bytes_in_flight {}", self.cap.in_flight)?;
         writeln!(f, "bounce_bytes_peak {}", self.cap.peak)?;
         writeln!(f, "bounce_cap_waits {}", self.cap.waits)?;
+        writeln!(f, "bounce_cap_again {}", self.cap_again)?;
+        writeln!(f, "bounce_memory_peak {}", self.cap.memory_peak)?;
         writeln!(f, "reserve_pages {}", self.reserve_pages)?;
         writeln!(f, "reserve_fallbacks {}", self.reserve_fallbacks)?;
         writeln!(f, "nowait_again {}", self.nowait_again)?;

@@ -11,11 +11,11 @@ pub(crate) enum BioOp {
     Read,
     /// `REQ_OP_WRITE`, with data or (as a flush) without.
     Write,
-    /// `REQ_OP_DISCARD`: its size is a range of sectors, not data.
+    /// `REQ_OP_DISCARD` or `REQ_OP_SECURE_ERASE`: its size is a range of sectors, not data.
     Discard,
     /// `REQ_OP_WRITE_ZEROES`: likewise.
     WriteZeroes,
-    /// Anything else: flush, secure erase, zone operations.
+    /// Anything else: flush, zone operations.
     Other,
 }
 
@@ -78,7 +78,9 @@ impl Bio {
         match self.opf() & REQ_OP_MASK {
             bindings::req_op_REQ_OP_READ => BioOp::Read,
             bindings::req_op_REQ_OP_WRITE => BioOp::Write,
-            bindings::req_op_REQ_OP_DISCARD => BioOp::Discard,
+            bindings::req_op_REQ_OP_DISCARD | bindings::req_op_REQ_OP_SECURE_ERASE => {
+                BioOp::Discard
+            }
             bindings::req_op_REQ_OP_WRITE_ZEROES => BioOp::WriteZeroes,
             _ => BioOp::Other,
         }

@@ -131,7 +131,7 @@ impl<T: CloneTarget> SubmittedBio<T> {
     /// Sends a clone of this bio (same pages, sector and flags) to the lower device.
     ///
     /// On allocation failure the bio is handed back, not ended.
-    pub(crate) fn submit_clone(self, gfp: Gfp) -> Result<(), (Self, Error)> {
+    pub(crate) fn submit_clone(mut self, gfp: Gfp) -> Result<(), (Self, Error)> {
         let driver = self.driver();
         // SAFETY: The bio is valid and not ended; the lower device is open and the bio set
         // initialised, both for as long as the driver data lives.
@@ -147,6 +147,7 @@ impl<T: CloneTarget> SubmittedBio<T> {
             // Only a `Gfp::NoWait` allocation can fail: the reserve serves the others.
             return Err((self, ENOMEM));
         }
+        self.start_io_acct();
         let disk = self.gendisk();
         let sector = self.sector();
         // SAFETY: `clone` is a new bio owned by this function, from the clone bio set (by

@@ -154,16 +154,29 @@ unsafe fn free(bio: *mut bindings::bio, pool: &PagePool) {
 /// - `bio` comes from the driver's bounce bio set, is owned here, and each of its bvecs is
 ///   a whole chunk of the driver's page pool.
 /// - `room` is a reservation of the driver's page pool.
+///
+/// Fields drop in order: the reservation is given back before the upper bio ends, since
+/// its end may let the disk free the pool.
 pub(crate) struct BounceBuffer<'a, T: BounceTarget> {
     bio: NonNull<bindings::bio>,
-    upper: SubmittedBio<T>,
     room: Reservation<'a>,
+    upper: SubmittedBio<T>,
 }
 
-/// Why a [`BounceBuffer`] could not be made; what it was given comes back.
+/// Why a [`BounceBuffer`] could not be made; what it was given comes back. Give the
+/// reservation back before ending the upper bio ([`NoBuffer::fail`]).
 pub(crate) struct NoBuffer<'a, T: BounceTarget> {
-    pub(crate) upper: SubmittedBio<T>,
     pub(crate) room: Reservation<'a>,
+    pub(crate) upper: SubmittedBio<T>,
+}
+
+impl<T: BounceTarget> NoBuffer<'_, T> {
+    /// Gives back the reservation, then ends the upper bio with `status`.
+    pub(crate) fn fail(self, status: BlkStatus) {
+        let NoBuffer { room, upper } = self;
+        drop(room);
+        upper.end(status);
+    }
 }
 
 impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
@@ -178,7 +191,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     ) -> Result<Self, NoBuffer<'a, T>> {
         let driver = upper.driver();
         if kernel::warn_on!(!room.is_of(driver.page_pool())) {
-            return Err(NoBuffer { upper, room });
+            return Err(NoBuffer { room, upper });
         }
         // SAFETY: The lower device is open and the bio set initialised, for as long as the
         // driver data lives (by the contracts of `BioDriver` and `BounceTarget`); the upper
@@ -193,7 +206,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             )
         };
         let Some(bio) = NonNull::new(bio) else {
-            return Err(NoBuffer { upper, room });
+            return Err(NoBuffer { room, upper });
         };
         // SAFETY: `bio` is new and owned here; `upper` is valid.
         unsafe {
@@ -206,7 +219,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         }
         // INVARIANT: The bio comes from the bounce bio set and has no bvecs yet; the
         // reservation was checked above.
-        Ok(BounceBuffer { bio, upper, room })
+        Ok(BounceBuffer { bio, room, upper })
     }
 
     /// Returns the upper bio.
@@ -245,29 +258,31 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         unsafe {
             free(this.bio.as_ptr(), this.upper.driver().page_pool());
             NoBuffer {
-                upper: core::ptr::read(&this.upper),
                 room: core::ptr::read(&this.room),
+                upper: core::ptr::read(&this.upper),
             }
         }
     }
 
     /// Copies a write's data into the bounce memory and sends the bounce bio to the lower
-    /// device. The bounce memory must be exactly as large as the upper bio; if it is not,
-    /// the upper bio fails with `BLK_STS_IOERR` and a warning.
-    pub(crate) fn submit(self) {
+    /// device; the upper bio's I/O accounting starts here. The bounce memory must be
+    /// exactly as large as the upper bio; if it is not, the upper bio fails with
+    /// `BLK_STS_IOERR` and a warning.
+    pub(crate) fn submit(mut self) {
         let b = self.bio.as_ptr();
         let is_write = self.upper.op() == super::bio::BioOp::Write;
         if kernel::warn_on!(self.size() != self.upper.size()) {
-            return self.abandon().upper.end(BlkStatus::io_error());
+            return self.abandon().fail(BlkStatus::io_error());
         }
+        self.upper.start_io_acct();
         // SAFETY: The bounce bio is owned here, not in flight.
         if is_write && !unsafe { copy(&self.upper, b, Direction::ToBounce) } {
             kernel::warn_on!(true);
-            return self.abandon().upper.end(BlkStatus::io_error());
+            return self.abandon().fail(BlkStatus::io_error());
         }
         let this = ManuallyDrop::new(self);
         // SAFETY: Each field is moved out once, and `this` is not dropped.
-        let (upper, room) = unsafe { (core::ptr::read(&this.upper), core::ptr::read(&this.room)) };
+        let (room, upper) = unsafe { (core::ptr::read(&this.room), core::ptr::read(&this.upper)) };
         let disk = upper.gendisk();
         let sector = upper.sector();
         // SAFETY: The bio is owned here and comes from the bounce bio set, so it has a
@@ -287,8 +302,8 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
 impl<T: BounceTarget> Drop for BounceBuffer<'_, T> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant the bio is owned here, with chunks of the pool. The
-        // upper bio and the reservation are dropped after this (failing the upper bio with
-        // a warning: callers `abandon` a buffer rather than drop it).
+        // reservation and then the upper bio are dropped after this (failing the upper bio
+        // with a warning: callers `abandon` a buffer rather than drop it).
         unsafe { free(self.bio.as_ptr(), self.upper.driver().page_pool()) };
     }
 }

@@ -13,7 +13,7 @@
 //! the lower device (`/sys/block/<lower>/holders`, `lsblk`), and refuses new opens once its
 //! removal has begun.
 
-use super::{bio::Bio, helpers, lower::LowerDevice, status::BlkStatus};
+use super::{bio::Bio, helpers, lower::LowerDevice, status::BlkStatus, wait_queue::WaitQueue};
 use core::{marker::PhantomData, mem::ManuallyDrop, ops::Deref, ptr::NonNull};
 use kernel::{
     bindings,
@@ -22,7 +22,7 @@ use kernel::{
     prelude::*,
     static_lock_class,
     sync::{
-        atomic::{Atomic, Full},
+        atomic::{Acquire, Atomic, Full},
         Arc, Completion, Mutex,
     },
     types::ForeignOwnable,
@@ -55,15 +55,15 @@ struct DiskShared<T: BioDriver> {
     /// Completed when `inflight` drops to zero.
     #[pin]
     drained: Completion,
-    /// Opens of the disk, and whether its removal has begun.
+    /// Whether removal has begun; taken by `open` and by `begin_removal`, so that the
+    /// check of `opens` and the refusal of new opens are one step.
     #[pin]
-    opens: Mutex<Opens>,
-}
-
-#[derive(Default)]
-struct Opens {
-    count: u32,
-    removing: bool,
+    removing: Mutex<bool>,
+    /// Successful opens not yet released.
+    opens: Atomic<u32>,
+    /// Woken when an open is released.
+    #[pin]
+    closed: WaitQueue,
 }
 
 impl<T: BioDriver> DiskShared<T> {
@@ -100,11 +100,13 @@ impl<T: BioDriver> DiskShared<T> {
 pub(crate) struct Disk<T: BioDriver> {
     gendisk: NonNull<bindings::gendisk>,
     shared: Arc<DiskShared<T>>,
+    /// The disk is linked as a holder of the lower device.
+    holder_linked: bool,
 }
 
 // SAFETY: `Disk` owns its gendisk; the driver data it shares is `Send + Sync`.
 unsafe impl<T: BioDriver> Send for Disk<T> {}
-// SAFETY: `&Disk` only reads the gendisk's open count and name.
+// SAFETY: `&Disk` only locks the shared state and reads the driver data.
 unsafe impl<T: BioDriver> Sync for Disk<T> {}
 
 /// How a disk's queue limits differ from its lower device's.
@@ -116,6 +118,9 @@ pub(crate) struct DiskOptions {
     /// Split bios larger than this many bytes before the driver sees them.
     pub(crate) max_io_bytes: Option<u32>,
 }
+
+/// `REQ_OP_MASK` (`include/linux/blk_types.h`): the operation bits of `bi_opf`.
+const REQ_OP_MASK: bindings::blk_opf_t = (1 << bindings::REQ_OP_BITS) - 1;
 
 /// Returns the queue feature flag `flag`, a constant of `helpers.c`.
 fn feature(flag: &bindings::blk_features_t) -> bindings::blk_features_t {
@@ -135,7 +140,9 @@ impl<T: BioDriver> Disk<T> {
                 driver <- driver,
                 inflight: Atomic::new(1),
                 drained <- Completion::new(),
-                opens <- new_mutex!(Opens::default()),
+                removing <- new_mutex!(false),
+                opens: Atomic::new(0),
+                closed <- WaitQueue::new(),
             }),
             GFP_KERNEL,
         )?;
@@ -206,18 +213,9 @@ impl<T: BioDriver> Disk<T> {
         // SAFETY: `raw` is a valid, fully set up disk; no parent device, no extra groups.
         let ret =
             unsafe { bindings::device_add_disk(core::ptr::null_mut(), raw, core::ptr::null_mut()) };
-        let ret = kernel::error::to_result(ret).and_then(|()| {
-            // SAFETY: The disk is added, so its holder directory exists; the lower device
-            // is open with a holder, for as long as the driver data lives.
-            let ret = unsafe { bindings::bd_link_disk_holder(lower.as_raw(), raw) };
-            kernel::error::to_result(ret).inspect_err(|_| {
-                // SAFETY: The disk was added above and nobody opened it yet.
-                unsafe { bindings::del_gendisk(raw) };
-            })
-        });
-        if let Err(e) = ret {
-            // SAFETY: The disk is not (or no longer) added; `put_disk` frees it.
-            // `private_data` came from `into_foreign` above and is not used again.
+        if let Err(e) = kernel::error::to_result(ret) {
+            // SAFETY: The disk was not added; `put_disk` frees it. `private_data` came from
+            // `into_foreign` above and is not used again.
             unsafe {
                 let data = (*raw).private_data;
                 bindings::put_disk(raw);
@@ -226,8 +224,20 @@ impl<T: BioDriver> Disk<T> {
             return Err(e);
         }
 
-        // INVARIANT: The disk was added above with `fops` and `private_data` set.
-        Ok(Self { gendisk, shared })
+        // INVARIANT: The disk was added above with `fops` and `private_data` set. From here
+        // on it is live (udev opens and reads it at once): any failure unwinds through
+        // `Drop`, which waits for its bios and its openers.
+        let mut disk = Self {
+            gendisk,
+            shared,
+            holder_linked: false,
+        };
+        // SAFETY: The disk is added, so its holder directory exists; the lower device is
+        // open with a holder, for as long as the driver data lives.
+        let ret = unsafe { bindings::bd_link_disk_holder(disk.driver().lower().as_raw(), raw) };
+        kernel::error::to_result(ret)?;
+        disk.holder_linked = true;
+        Ok(disk)
     }
 
     /// Returns the driver data.
@@ -239,11 +249,11 @@ impl<T: BioDriver> Disk<T> {
     /// disk can be dropped without anybody using it. Fails with `EBUSY`, changing nothing,
     /// while the disk is open.
     pub(crate) fn begin_removal(&self) -> Result {
-        let mut opens = self.shared.opens.lock();
-        if opens.count != 0 {
+        let mut removing = self.shared.removing.lock();
+        if self.shared.opens.load(Acquire) != 0 {
             return Err(EBUSY);
         }
-        opens.removing = true;
+        *removing = true;
         Ok(())
     }
 }
@@ -251,16 +261,13 @@ impl<T: BioDriver> Disk<T> {
 impl<T: BioDriver> Drop for Disk<T> {
     fn drop(&mut self) {
         let raw = self.gendisk.as_ptr();
-        {
-            let mut opens = self.shared.opens.lock();
-            opens.removing = true;
-            // The owner removes a disk only after `begin_removal`; an open disk here would
-            // later call `release` on freed driver data.
-            kernel::warn_on!(opens.count != 0);
+        // No new opens from here on. Those still open (udev, when creation failed) are
+        // waited for below, since `release` uses the driver data.
+        *self.shared.removing.lock() = true;
+        if self.holder_linked {
+            // SAFETY: The disk was linked as a holder of the lower device, which is open.
+            unsafe { bindings::bd_unlink_disk_holder(self.shared.driver.lower().as_raw(), raw) };
         }
-        // SAFETY: By the type invariant the disk was added and linked as a holder of the
-        // lower device, which is still open.
-        unsafe { bindings::bd_unlink_disk_holder(self.shared.driver.lower().as_raw(), raw) };
         // SAFETY: By the type invariant the disk was added. `del_gendisk` returns once no
         // `submit_bio` call runs any more and no new one can start.
         unsafe { bindings::del_gendisk(raw) };
@@ -270,6 +277,16 @@ impl<T: BioDriver> Drop for Disk<T> {
         // alive in any case.
         unsafe { DiskShared::put_inflight(shared) };
         self.shared.drained.wait_for_completion();
+        // Only when creation failed can an opener (udev) still be here: wait for it.
+        let opens = &self.shared.opens;
+        self.shared.closed.wait_until(|| opens.load(Acquire) == 0);
+        // `release` runs under the disk's `open_mutex` (`bdev_release`): taking it waits
+        // for one that has dropped the count but not yet returned from waking us.
+        // SAFETY: The disk is valid until `put_disk` below.
+        unsafe {
+            bindings::mutex_lock(&raw mut (*raw).open_mutex);
+            bindings::mutex_unlock(&raw mut (*raw).open_mutex);
+        }
         // SAFETY: By the type invariant, `private_data` came from `into_foreign`; no bio
         // refers to it any more.
         unsafe {
@@ -286,11 +303,23 @@ impl<T: BioDriver> Drop for Disk<T> {
 ///
 /// - `bio` is a valid bio submitted to a `Disk<T>` and not yet ended.
 /// - It is counted in that disk's `inflight`, so the disk and its driver data outlive it.
-/// - `acct_start` is the start of the bio's I/O accounting if it was started.
+/// - `acct` says whether the bio's I/O accounting is to start, or when it started.
 pub(crate) struct SubmittedBio<T: BioDriver> {
     bio: NonNull<bindings::bio>,
-    acct_start: Option<c_ulong>,
+    acct: Acct,
     _driver: PhantomData<T>,
+}
+
+/// The I/O accounting of a bio.
+#[derive(Clone, Copy)]
+enum Acct {
+    /// Not accounted: the disk's `iostats` is off, or the bio has no sectors (a flush).
+    Off,
+    /// Arrived at this time (jiffies); to be counted in flight from when it is sent down
+    /// ([`SubmittedBio::start_io_acct`]).
+    Pending(c_ulong),
+    /// Accounted since this time (jiffies).
+    Started(c_ulong),
 }
 
 // SAFETY: The bio may be ended from any thread, e.g. a completion handler or a worker.
@@ -301,7 +330,7 @@ unsafe impl<T: BioDriver> Send for SubmittedBio<T> {}
 #[derive(Clone, Copy)]
 pub(super) struct ParkedBio {
     bio: *mut bindings::bio,
-    acct_start: Option<c_ulong>,
+    acct: Acct,
 }
 
 impl ParkedBio {
@@ -372,7 +401,7 @@ impl<T: BioDriver> SubmittedBio<T> {
         let this = ManuallyDrop::new(self);
         ParkedBio {
             bio: this.bio.as_ptr(),
-            acct_start: this.acct_start,
+            acct: this.acct,
         }
     }
 
@@ -386,8 +415,23 @@ impl<T: BioDriver> SubmittedBio<T> {
         Self {
             // SAFETY: `park` stored a non-null pointer.
             bio: unsafe { NonNull::new_unchecked(parked.bio) },
-            acct_start: parked.acct_start,
+            acct: parked.acct,
             _driver: PhantomData,
+        }
+    }
+
+    /// Starts the bio's I/O accounting, if the disk accounts it and it has not started:
+    /// called when the bio is committed to the lower device, so that a bio turned away
+    /// first (`BLK_STS_AGAIN`, then resubmitted) is counted once. Its time counts from
+    /// its arrival, waits for bounce memory included, as dm stamps `start_time`.
+    pub(super) fn start_io_acct(&mut self) {
+        if let Acct::Pending(arrived) = self.acct {
+            let bio = self.bio.as_ptr();
+            // SAFETY: By the type invariant the bio is valid and its disk live.
+            let start = unsafe {
+                bindings::bdev_start_io_acct((*bio).bi_bdev, (*bio).bi_opf & REQ_OP_MASK, arrived)
+            };
+            self.acct = Acct::Started(start);
         }
     }
 
@@ -400,7 +444,7 @@ impl<T: BioDriver> SubmittedBio<T> {
         // here, as `self` is consumed. Its accounting (of its own disk) ends first, while
         // its size is still the one it started with.
         unsafe {
-            if let Some(start) = this.acct_start {
+            if let Acct::Started(start) = this.acct {
                 bindings::bio_end_io_acct_remapped(raw, start, (*raw).bi_bdev);
             }
             if !status.is_ok() {
@@ -430,7 +474,7 @@ impl<T: BioDriver> Drop for SubmittedBio<T> {
         kernel::warn_on!(true);
         let bio = SubmittedBio::<T> {
             bio: self.bio,
-            acct_start: self.acct_start,
+            acct: self.acct,
             _driver: PhantomData,
         };
         bio.end(BlkStatus::io_error());
@@ -475,17 +519,23 @@ impl<T: BioDriver> DiskVTable<T> {
             unsafe { DiskShared::put_inflight(shared) };
             return;
         };
-        // Accounted from after the split to its end, as dm and md do; a flush has no
-        // sectors to account.
+        // Counted in flight from when it is sent down, timed from now, to its end, as dm
+        // does; a flush has no sectors to account. The `iostats` switch is read once, here.
         // SAFETY: The disk is live and `front` is valid.
-        let acct_start = unsafe {
-            (helpers::blkbounce_disk_io_stat(disk) && (*front.as_ptr()).bi_iter.bi_size != 0)
-                .then(|| bindings::bio_start_io_acct(front.as_ptr()))
+        let accounted = unsafe {
+            helpers::blkbounce_disk_io_stat(disk) && (*front.as_ptr()).bi_iter.bi_size != 0
+        };
+        let acct = if accounted {
+            // SAFETY: `jiffies` is only ever written by the timekeeping code; a volatile
+            // read is how C reads it (`READ_ONCE`).
+            Acct::Pending(unsafe { core::ptr::read_volatile(&raw const bindings::jiffies) })
+        } else {
+            Acct::Off
         };
         // INVARIANT: The bio is valid, not ended, and counted.
         let bio = SubmittedBio {
             bio: front,
-            acct_start,
+            acct,
             _driver: PhantomData,
         };
         shared.driver.submit_bio(bio);
@@ -497,23 +547,36 @@ impl<T: BioDriver> DiskVTable<T> {
     unsafe extern "C" fn open(disk: *mut bindings::gendisk, _mode: bindings::blk_mode_t) -> c_int {
         // SAFETY: The disk is a live `Disk<T>`.
         let shared = unsafe { Self::shared(disk) };
-        let mut opens = shared.opens.lock();
-        if opens.removing {
+        let removing = shared.removing.lock();
+        if *removing {
             return ENXIO.to_errno();
         }
-        opens.count += 1;
+        shared.opens.fetch_add(1, Full);
         0
     }
 
     /// # Safety
     ///
     /// Called by the block layer once for each successful `open`, for a live `Disk<T>`
-    /// (removal waits until the count of opens is zero).
+    /// (its drop waits until every open is released).
     unsafe extern "C" fn release(disk: *mut bindings::gendisk) {
         // SAFETY: The disk is a live `Disk<T>`.
         let shared = unsafe { Self::shared(disk) };
-        let mut opens = shared.opens.lock();
-        opens.count = opens.count.saturating_sub(1);
+        // An unmatched release would be a block layer bug: report it, and keep the count
+        // from wrapping, which would make removal wait forever.
+        let mut now = shared.opens.load(Acquire);
+        loop {
+            if kernel::warn_on!(now == 0) {
+                return;
+            }
+            match shared.opens.cmpxchg(now, now - 1, Full) {
+                Ok(_) => break,
+                Err(seen) => now = seen,
+            }
+        }
+        // The drop waits for the count in `closed`, then for the disk's `open_mutex`, which
+        // the block layer holds around this call, before it frees `*shared`.
+        shared.closed.wake_all();
     }
 
     const TABLE: bindings::block_device_operations = bindings::block_device_operations {

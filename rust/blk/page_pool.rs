@@ -9,23 +9,23 @@ use core::ptr::NonNull;
 use kernel::{
     bindings,
     prelude::*,
-    sync::atomic::{Atomic, Full, Relaxed},
+    sync::atomic::{Acquire, Atomic, Full, Relaxed},
     types::Opaque,
 };
 
 /// The size of a page.
 pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
-/// Returns the memory the page allocator manages, in bytes (`totalram_pages()`).
-pub(crate) fn total_ram_bytes() -> u64 {
-    // SAFETY: Reading the count has no preconditions.
-    let pages = unsafe { helpers::blkbounce_totalram_pages() };
+/// Returns the memory bounce chunks can come from, in bytes: RAM without highmem.
+pub(crate) fn lowmem_bytes() -> u64 {
+    // SAFETY: Reading the counts has no preconditions.
+    let pages = unsafe { helpers::blkbounce_lowmem_pages() };
     pages as u64 * PAGE_SIZE as u64
 }
 
 /// A reserve of order-0 pages (`mempool_init_page_pool`), and the cap on bounce memory in
-/// flight, which bios reserve before they take pages (as dm-crypt caps its pages per
-/// client).
+/// flight, which bios reserve before they take pages. Unlike dm-crypt's soft limit per
+/// client, the cap is hard: a bio over it waits for room.
 ///
 /// # Invariants
 ///
@@ -41,6 +41,14 @@ pub(crate) struct PagePool {
     in_flight: Atomic<u64>,
     peak: Atomic<u64>,
     waits: Atomic<u64>,
+    /// Tickets of bios that queued for room, and how many of them have been served: bios
+    /// get room in the order they queued.
+    tickets: Atomic<u64>,
+    served: Atomic<u64>,
+    /// Pages of chunks handed out and not yet freed, counted apart from the reservations
+    /// (so that the cap can be checked against what is really held), and their peak.
+    pages_out: Atomic<u64>,
+    pages_peak: Atomic<u64>,
     #[pin]
     room: WaitQueue,
 }
@@ -64,8 +72,10 @@ pub(crate) struct CapFigures {
     pub(crate) in_flight: u64,
     /// The most bytes ever reserved at once.
     pub(crate) peak: u64,
-    /// Reservations that had to wait for room.
+    /// Reservations that queued for room.
     pub(crate) waits: u64,
+    /// The most bytes of chunks held at once, counted when they are allocated and freed.
+    pub(crate) memory_peak: u64,
 }
 
 // SAFETY: A mempool is used from any CPU; it locks internally.
@@ -95,6 +105,10 @@ impl PagePool {
             in_flight: Atomic::new(0),
             peak: Atomic::new(0),
             waits: Atomic::new(0),
+            tickets: Atomic::new(0),
+            served: Atomic::new(0),
+            pages_out: Atomic::new(0),
+            pages_peak: Atomic::new(0),
             room <- WaitQueue::new(),
             pool <- Opaque::try_ffi_init(|slot: *mut bindings::mempool_t| {
                 // SAFETY: `slot` is valid for writes. `mempool_init` expects a zeroed pool,
@@ -116,14 +130,22 @@ impl PagePool {
     }
 
     /// Reserves `bytes` of the cap. With [`Gfp::NoWait`] it fails when they do not fit at
-    /// once; otherwise it sleeps until they do, and never fails.
+    /// once, or when bios queue for room; otherwise it sleeps until they fit, and never
+    /// fails. Queued bios are served in order, and a new bio queues behind them rather
+    /// than take the room first, so that a large bio is not starved by small ones.
     pub(crate) fn reserve(&self, bytes: u32, gfp: Gfp) -> Option<Reservation<'_>> {
-        if !self.try_reserve(bytes) {
+        let queued = self.tickets.load(Acquire) != self.served.load(Acquire);
+        if queued || !self.try_reserve(bytes) {
             if gfp == Gfp::NoWait || kernel::warn_on!(u64::from(bytes) > self.cap) {
                 return None;
             }
             self.waits.fetch_add(1, Relaxed);
-            self.room.wait_until(|| self.try_reserve(bytes));
+            let ticket = self.tickets.fetch_add(1, Full);
+            self.room
+                .wait_until(|| self.served.load(Acquire) == ticket && self.try_reserve(bytes));
+            // The next in line may fit too.
+            self.served.fetch_add(1, Full);
+            self.room.wake_all();
         }
         // INVARIANT: `try_reserve` counted the bytes.
         Some(Reservation { pool: self, bytes })
@@ -165,6 +187,7 @@ impl PagePool {
             in_flight: self.in_flight.load(Relaxed),
             peak: self.peak.load(Relaxed),
             waits: self.waits.load(Relaxed),
+            memory_peak: self.pages_peak.load(Relaxed) * PAGE_SIZE as u64,
         }
     }
 
@@ -186,6 +209,8 @@ impl PagePool {
             }
             None => return None,
         };
+        let out = self.pages_out.fetch_add(1 << order, Relaxed) + (1 << order);
+        crate::stats::raise_max(&self.pages_peak, out);
         // INVARIANT: `page` is a new allocation of `order`, owned by the chunk. Order-0 pages
         // from the page allocator are what the pool's own allocation function returns, so
         // they may go back through the pool too.
@@ -206,8 +231,12 @@ impl PagePool {
     pub(super) unsafe fn free_raw(&self, page: *mut bindings::page) {
         // SAFETY: By the safety requirements `page` heads one of our chunks; its order is
         // recorded in the compound page.
+        let order = unsafe { helpers::blkbounce_page_order(page) };
+        self.pages_out.fetch_sub(1 << order, Relaxed);
+        // SAFETY: The chunk is ours and unused: order 0 goes back through the pool, which
+        // hands out such pages, larger orders to the page allocator they came from.
         unsafe {
-            match helpers::blkbounce_page_order(page) {
+            match order {
                 0 => bindings::mempool_free(page.cast(), self.pool.get()),
                 order => bindings::__free_pages(page, order),
             }

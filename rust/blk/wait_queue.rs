@@ -66,18 +66,26 @@ impl WaitQueue {
                 if cond() {
                     break;
                 }
-                bindings::schedule();
+                // Waiting for I/O to complete: counted as I/O wait, as mempool does.
+                bindings::io_schedule();
             }
             bindings::finish_wait(self.head.get(), entry);
         }
     }
 
+    /// Returns `true` if a task waits (`wq_has_sleeper`, which orders the caller's earlier
+    /// accesses before the check).
+    pub(crate) fn has_waiters(&self) -> bool {
+        // SAFETY: The queue is initialised.
+        unsafe { helpers::blkbounce_wq_has_sleeper(self.head.get()) }
+    }
+
     /// Wakes every waiter, from any context. The caller must have changed the condition
     /// with a fully ordered atomic operation first (`wq_has_sleeper` pairs with it).
     pub(crate) fn wake_all(&self) {
-        // SAFETY: The queue is initialised; waking takes its lock with interrupts off.
-        unsafe {
-            if helpers::blkbounce_wq_has_sleeper(self.head.get()) {
+        if self.has_waiters() {
+            // SAFETY: The queue is initialised; waking takes its lock with interrupts off.
+            unsafe {
                 bindings::__wake_up(
                     self.head.get(),
                     bindings::TASK_NORMAL,

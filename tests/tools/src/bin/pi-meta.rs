@@ -205,6 +205,34 @@ impl Ring {
     }
 }
 
+impl Ring {
+    /// Reads or writes one block at `offset` of `fd` from or into `buf`, with `pi` as its
+    /// protection information if given.
+    fn block_io(
+        &mut self,
+        opcode: u8,
+        fd: i32,
+        offset: u64,
+        buf: *mut u8,
+        pi: Option<&AttrPi>,
+    ) -> io::Result<i32> {
+        self.run(Sqe {
+            opcode,
+            fd,
+            off: offset,
+            addr: buf as u64,
+            len: BLOCK as u32,
+            attr_ptr: pi.map_or(0, |pi| pi as *const AttrPi as u64),
+            attr_type_mask: if pi.is_some() {
+                IORING_RW_ATTR_FLAG_PI
+            } else {
+                0
+            },
+            ..Sqe::default()
+        })
+    }
+}
+
 impl Drop for Ring {
     fn drop(&mut self) {
         // SAFETY: The mappings and the descriptor were made in `new`.
@@ -270,28 +298,14 @@ fn run() -> Result<(), String> {
         seed: 0,
         rsvd: 0,
     };
+    let fd = file.as_raw_fd();
+    let offset = block * BLOCK as u64;
     let write = ring
-        .run(Sqe {
-            opcode: IORING_OP_WRITE,
-            fd: file.as_raw_fd(),
-            off: block * BLOCK as u64,
-            addr: data.as_ptr() as u64,
-            len: BLOCK as u32,
-            attr_ptr: &pi as *const AttrPi as u64,
-            attr_type_mask: IORING_RW_ATTR_FLAG_PI,
-            ..Sqe::default()
-        })
+        .block_io(IORING_OP_WRITE, fd, offset, data.as_ptr(), Some(&pi))
         .map_err(|e| format!("io_uring_enter: {e}"))?;
     let back = Buffer::new(BLOCK);
     let read = ring
-        .run(Sqe {
-            opcode: IORING_OP_READ,
-            fd: file.as_raw_fd(),
-            off: block * BLOCK as u64,
-            addr: back.as_ptr() as u64,
-            len: BLOCK as u32,
-            ..Sqe::default()
-        })
+        .block_io(IORING_OP_READ, fd, offset, back.as_ptr(), None)
         .map_err(|e| format!("io_uring_enter: {e}"))?;
     println!(
         "pi-meta dev={path} write={} read={}",
