@@ -131,6 +131,25 @@ settle() {
 	return 0
 }
 
+# Stops every md array that holds one of DEVICES and wipes their md superblocks. An array
+# whose start failed can be assembled again, inactive, by udev from the superblock left on a
+# member; it then holds that member exclusively.
+md_release() {
+	local dev holder
+	settle
+	for dev in "$@"; do
+		for holder in /sys/block/"${dev#/dev/}"/holders/md*; do
+			[ -e "$holder" ] && mdadm --stop "/dev/${holder##*/}" >/dev/null 2>&1
+		done
+		mdadm --zero-superblock "$dev" >/dev/null 2>&1
+	done
+	settle
+	for dev in "$@"; do
+		[ -z "$(ls "/sys/block/${dev#/dev/}/holders" 2>/dev/null)" ] ||
+			fail "${dev#/dev/} is still held by $(ls "/sys/block/${dev#/dev/}/holders")" || return 1
+	done
+}
+
 # Runs the kernel's memory leak detector and fails if it reports anything. Objects must be
 # 5 s old and seen unreferenced twice to count; call kmemleak_clear before the work.
 kmemleak_check() {
