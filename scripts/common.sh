@@ -40,6 +40,11 @@ rust_lib_src() {
 # Bumped when scripts/build-kernel changes what it builds.
 KERNEL_BUILD_FORMAT=1
 
+# Prints the directory that holds the installed QEMU's qemu-plugin.h (setup-toolchain).
+qemu_plugin_include() {
+	echo "$BLKBOUNCE_CACHE/src/qemu-plugin-$(dpkg-query -W -f='${source:Version}' qemu-system-x86 | tr ':' '_')"
+}
+
 # The build directory of one kernel flavour (test or bench): keyed by kernel version, the
 # flavour's configuration fragments, the build format and the compiler versions.
 kernel_build_dir() {

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! memcpy-ref [--chunk SIZE] [--span SIZE] [--seconds S]
+//! memcpy-ref --meter-tag N [--chunk SIZE] [--span SIZE] [--passes P]
 //! ```
 //!
 //! Copies `--span` bytes (default 64 MiB, beyond the caches, as I/O buffers are) from one
@@ -13,8 +14,13 @@
 //! `memcpy` on CPUs with fast short `rep movsb`, FSRM), a loop of four 8-byte moves (its
 //! `memcpy` elsewhere) and the C library's `memcpy`. Prints one line of `key=value` pairs:
 //! MiB/s and ns per KiB for each.
+//!
+//! With `--meter-tag`, for the instruction meter (`bench/insn-meter.c`): copies the span
+//! once with the kernel's loop to warm up, then asks the meter for samples tagged `2N` and
+//! `2N+1` around `--passes` (default 4) more copies of the span, and prints the bytes
+//! copied between them.
 
-use blkbounce_tests::args::Args;
+use blkbounce_tests::{args::Args, meter};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -130,6 +136,31 @@ fn run() -> Result<(), String> {
     }
     let src: Vec<u8> = (0..span).map(|i| i as u8).collect();
     let mut dst = vec![0u8; span];
+    if let Some(tag) = args.get("meter-tag") {
+        let tag: u64 = tag
+            .parse()
+            .map_err(|_| format!("--meter-tag takes a number, not '{tag}'"))?;
+        let passes: u64 = args.number("passes", 4)?;
+        let copy_span = |dst: &mut [u8]| {
+            for (d, s) in dst.chunks_mut(chunk).zip(src.chunks(chunk)) {
+                copy_movq_loop(d, s);
+            }
+        };
+        copy_span(&mut dst);
+        meter::sample(2 * tag);
+        for _ in 0..passes {
+            copy_span(&mut dst);
+        }
+        meter::sample(2 * tag + 1);
+        if dst != src {
+            return Err("the copy is wrong".into());
+        }
+        println!(
+            "memcpy-ref chunk={chunk} meter_tag={tag} meter_bytes={}",
+            passes * span as u64
+        );
+        return Ok(());
+    }
     let mut line = format!("memcpy-ref chunk={chunk} span={span}");
     for (name, copy) in [
         ("rep_movsb", copy_rep_movsb as fn(&mut [u8], &[u8])),

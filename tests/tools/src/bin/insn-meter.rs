@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! insn-meter: marks points in the guest for the instruction meter (`bench/insn-meter.c`).
+//!
+//! ```text
+//! insn-meter sample TAG        the plugin appends its counters, tagged TAG
+//! insn-meter module NAME KO    the plugin also counts inside module NAME's .text
+//! ```
+//!
+//! `module` takes the start of `.text` from `/sys/module/NAME/sections/.text` and its size
+//! from the section headers of the module file KO (the loaded `.ko`), and prints the range.
+//! Outside the meter both do nothing visible.
+
+use blkbounce_tests::meter;
+use std::process::ExitCode;
+
+/// Returns the size of section `.text` of the ELF64 little-endian file `image`.
+fn text_size(image: &[u8]) -> Result<u64, String> {
+    let u16_at = |o: usize| {
+        image
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |o: usize| {
+        image
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
+    let u64_at = |o: usize| {
+        image
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
+    if image.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let bad = || "truncated ELF headers".to_string();
+    let shoff = u64_at(0x28).ok_or_else(bad)? as usize;
+    let shentsize = u16_at(0x3a).ok_or_else(bad)? as usize;
+    let shnum = u16_at(0x3c).ok_or_else(bad)? as usize;
+    let shstrndx = u16_at(0x3e).ok_or_else(bad)? as usize;
+    let section = |i: usize| shoff + i * shentsize;
+    let names = u64_at(section(shstrndx) + 0x18).ok_or_else(bad)? as usize;
+    for i in 0..shnum {
+        let name = names + u32_at(section(i)).ok_or_else(bad)? as usize;
+        if image.get(name..name + 6) == Some(&b".text\0"[..]) {
+            return u64_at(section(i) + 0x20).ok_or_else(bad);
+        }
+    }
+    Err("no .text section".into())
+}
+
+/// Returns the start and end of module `name`'s `.text`, loaded from the file `ko`.
+fn module_text(name: &str, ko: &str) -> Result<(u64, u64), String> {
+    let path = format!("/sys/module/{name}/sections/.text");
+    let value = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let value = value.trim();
+    let start = u64::from_str_radix(value.trim_start_matches("0x"), 16)
+        .map_err(|_| format!("{path}: not an address: '{value}'"))?;
+    if start == 0 {
+        return Err(format!("{path} reads 0: run as root"));
+    }
+    let image = std::fs::read(ko).map_err(|e| format!("{ko}: {e}"))?;
+    let size = text_size(&image).map_err(|e| format!("{ko}: {e}"))?;
+    if size == 0 || size > 64 << 20 {
+        return Err(format!("{ko}: .text of {size} bytes"));
+    }
+    Ok((start, start + size))
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["sample", tag] => {
+            let tag = tag
+                .parse()
+                .map_err(|_| format!("sample: not a number: '{tag}'"))?;
+            meter::sample(tag);
+        }
+        ["module", name, ko] => {
+            let (start, end) = module_text(name, ko)?;
+            meter::set_range(start, end);
+            println!("insn-meter module={name} start={start:#x} end={end:#x}");
+        }
+        _ => return Err("usage: insn-meter sample TAG | insn-meter module NAME KO".into()),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("insn-meter: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
