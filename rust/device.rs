@@ -239,6 +239,14 @@ impl BounceDevice {
             self.stats.failed();
         }
     }
+
+    /// Copies a read's data back to the upper bio, in process context, and ends it. Never
+    /// sleeps.
+    fn copy_back(done: BounceDone<Self>) {
+        done.copy_to_upper();
+        done.driver().stats.copied_back(done.ns_since_completion());
+        done.finish(BlkStatus::OK);
+    }
 }
 
 // A promise about the driver data, with no unsafe operation.
@@ -302,15 +310,20 @@ unsafe impl BounceTarget for BounceDevice {
             done.driver().completed(done.upper().is_nowait(), status);
             done.finish(status);
         } else if done.upper().op() == BioOp::Read {
-            done.defer();
+            if done.may_copy_here() {
+                // Process context already (kintegrityd after PI verification, or a device
+                // that completes in the submitter's context): no hop.
+                Self::copy_back(done);
+            } else {
+                done.driver().stats.copy_deferred();
+                done.defer();
+            }
         } else {
             done.finish(status);
         }
     }
 
     fn bounce_work(done: BounceDone<Self>) {
-        done.copy_to_upper();
-        done.driver().stats.copied_back(done.ns_since_completion());
-        done.finish(BlkStatus::OK);
+        Self::copy_back(done);
     }
 }

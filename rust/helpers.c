@@ -72,6 +72,12 @@ void blkbounce_memcpy_from_page(char *to, struct page *page, size_t offset, size
 void blkbounce_memcpy_to_page(struct page *page, size_t offset, const char *from, size_t len);
 unsigned long blkbounce_lowmem_pages(void);
 bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head);
+bool blkbounce_may_copy_here(void);
+
+bool blkbounce_may_copy_here(void)
+{
+	return !in_interrupt() && !irqs_disabled();
+}
 
 void *blkbounce_page_address(struct page *page)
 {

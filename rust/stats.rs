@@ -34,6 +34,7 @@ pub(crate) struct Stats {
     cap_again: Atomic<u64>,
     errors: Atomic<u64>,
     copyback_count: Atomic<u64>,
+    copyback_deferred: Atomic<u64>,
     copyback_total_ns: Atomic<u64>,
     copyback_max_ns: Atomic<u64>,
 }
@@ -59,6 +60,7 @@ impl Stats {
             cap_again: Atomic::new(0),
             errors: Atomic::new(0),
             copyback_count: Atomic::new(0),
+            copyback_deferred: Atomic::new(0),
             copyback_total_ns: Atomic::new(0),
             copyback_max_ns: Atomic::new(0),
         }
@@ -125,6 +127,12 @@ impl Stats {
         self.errors.fetch_add(1, Relaxed);
     }
 
+    /// Counts a read copy-back handed to the copy queue, because the completion ran in
+    /// interrupt context or with interrupts or bottom halves off.
+    pub(crate) fn copy_deferred(&self) {
+        self.copyback_deferred.fetch_add(1, Relaxed);
+    }
+
     /// Counts a read copy-back that ended `ns` after the lower device completed the read.
     pub(crate) fn copied_back(&self, ns: u64) {
         self.copyback_count.fetch_add(1, Relaxed);
@@ -153,6 +161,7 @@ impl Stats {
             cap_again: self.cap_again.load(Relaxed),
             errors: self.errors.load(Relaxed),
             copyback_count: self.copyback_count.load(Relaxed),
+            copyback_deferred: self.copyback_deferred.load(Relaxed),
             copyback_total_ns: self.copyback_total_ns.load(Relaxed),
             copyback_max_ns: self.copyback_max_ns.load(Relaxed),
         }
@@ -206,6 +215,7 @@ pub(crate) struct StatsSnapshot {
     pub(crate) errors: u64,
     /// Read copy-backs, and their time from lower completion to upper completion.
     pub(crate) copyback_count: u64,
+    pub(crate) copyback_deferred: u64,
     pub(crate) copyback_total_ns: u64,
     pub(crate) copyback_max_ns: u64,
 }
@@ -236,6 +246,7 @@ impl fmt::Display for StatsSnapshot {
         writeln!(f, "nowait_again {}", self.nowait_again)?;
         writeln!(f, "errors {}", self.errors)?;
         writeln!(f, "copyback_count {}", self.copyback_count)?;
+        writeln!(f, "copyback_deferred {}", self.copyback_deferred)?;
         writeln!(f, "copyback_total_ns {}", self.copyback_total_ns)?;
         writeln!(f, "copyback_max_ns {}", self.copyback_max_ns)
     }

@@ -5,8 +5,9 @@
 //! A bounce bio carries its context (the upper bio, a work item for the copy-back, the
 //! completion time, the bytes of the pool's cap it holds) in the front pad of its bio set,
 //! and its memory as one bvec per [`Chunk`]. Writes are copied in before submission; reads
-//! are copied out after completion, on the driver's workqueue, since completion may run in
-//! interrupt context.
+//! are copied out after completion: at once when the completion runs in process context
+//! (a PI device's reads complete on the `kintegrityd` workqueue after verification), else
+//! on the driver's workqueue.
 //!
 //! The upper bio's pages may be written by user space while they are copied: that is the
 //! workload. They are copied only by the kernel's `memcpy_from_page()` and
@@ -56,8 +57,8 @@ pub(crate) unsafe trait BounceTarget: BioDriver {
     /// The queue read copy-backs run on.
     fn copy_queue(&self) -> &Workqueue;
 
-    /// Called, possibly in interrupt context, when the lower device has completed a
-    /// bounce bio.
+    /// Called, possibly in interrupt context ([`BounceDone::may_copy_here`] tells), when
+    /// the lower device has completed a bounce bio.
     fn bounce_done(done: BounceDone<Self>);
 
     /// Called in process context on [`BounceTarget::copy_queue`] after
@@ -355,8 +356,19 @@ impl<T: BounceTarget> BounceDone<T> {
         (now - then).max(0) as u64
     }
 
-    /// Copies the bounce memory into the upper bio's pages (for reads). Must be called in
-    /// process context.
+    /// Returns `true` if the completion runs in process context with interrupts and bottom
+    /// halves enabled, where the copy-back may run at once rather than on the copy queue:
+    /// not in a hard or soft interrupt, not in a forced-threaded interrupt handler (which
+    /// runs with bottom halves off), not under a lock taken with interrupts off. This is
+    /// dm-crypt's test for decrypting in place, with bottom halves added.
+    pub(crate) fn may_copy_here(&self) -> bool {
+        // SAFETY: Reading the preemption count and the interrupt flag has no preconditions.
+        unsafe { helpers::blkbounce_may_copy_here() }
+    }
+
+    /// Copies the bounce memory into the upper bio's pages (for reads). Never sleeps; must
+    /// not run in interrupt context (see [`BounceDone::may_copy_here`]), where a copy of up
+    /// to 1 MiB does not belong.
     pub(crate) fn copy_to_upper(&self) {
         // SAFETY: The bounce bio has completed, so it is not in flight; `submit` checked
         // that its chunks cover the upper bio.
