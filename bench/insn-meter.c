@@ -12,22 +12,35 @@
  *   0x0100 | b   shift bit b into the value register
  *   0x0200       the range starts at the value register (then cleared)
  *   0x0201       the range ends at the value register (then cleared)
+ *   0x0300       profile: zero the per-block counts
+ *   0x0301       profile: append the per-block counts to the profile file, tagged with
+ *                the value register (then cleared)
  *
  * The guest's side is tests/tools (insn-meter). Output, one line each:
  *
  *   range LO HI
  *   sample SEQ TAG TOTAL INRANGE VCPU0_TOTAL VCPU0_INRANGE VCPU1_TOTAL ...
  *
- * Arguments: out=FILE (required).
+ * and in the profile file (with profile=FILE):
+ *
+ *   profile TAG
+ *   ADDRESS INSNS        for each translated block that ran since the last zeroing: its
+ *                        guest address and the instructions executed in it (a block
+ *                        translated again appears again)
+ *
+ * Arguments: out=FILE (required), profile=FILE.
  *
  * Counting: every translated block gets an execution callback whose user data packs the
  * block's instruction count (bits 48-63; TCG puts at most 512 in a block) with its guest
  * address (bits 0-47; x86_64 addresses with 4-level paging are sign-extended from bit 47).
  * The callback adds the count to its vCPU's counters, which only that vCPU's thread
  * writes (relaxed atomic stores: no lock prefix); a sample reads all of them. A block is
- * counted when it starts: one that leaves early (an exception) counts in full.
+ * counted when it starts: one that leaves early (an exception) counts in full. The
+ * profile adds each block's count to a counter of its own with an inline add, which is
+ * not atomic: two vCPUs running one block at once may lose a count.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +59,8 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 #define CMD_BIT 0x0100u
 #define CMD_RANGE_START 0x0200u
 #define CMD_RANGE_END 0x0201u
+#define CMD_PROFILE_ZERO 0x0300u
+#define CMD_PROFILE_DUMP 0x0301u
 
 /* One vCPU's counters, on a cache line of their own. */
 struct vcpu_counts {
@@ -60,10 +75,74 @@ static int n_vcpus;
 static volatile uint64_t range_start;
 static volatile uint64_t range_len;
 
+/* The profile: one entry per translated block, in slabs. */
+#define PROFILE_SLAB 65536
+struct profile_entry {
+	uint64_t vaddr;
+	uint64_t insns;
+};
+struct profile_slab {
+	struct profile_slab *next;
+	size_t used;
+	struct profile_entry entries[PROFILE_SLAB];
+};
+static struct profile_slab *profile;
+static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
+static FILE *profile_out;
+
 static pthread_mutex_t marker_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t value;
 static uint64_t seq;
 static FILE *out;
+
+/* Zeroes the profile's counts, or appends them to the profile file tagged TAG. */
+static void profile_walk(bool dump, uint64_t tag)
+{
+	struct profile_slab *slab;
+	size_t i;
+
+	if (!profile_out)
+		return;
+	pthread_mutex_lock(&profile_lock);
+	if (dump)
+		fprintf(profile_out, "profile %" PRIu64 "\n", tag);
+	for (slab = profile; slab; slab = slab->next) {
+		for (i = 0; i < slab->used; i++) {
+			struct profile_entry *e = &slab->entries[i];
+
+			if (!dump)
+				__atomic_store_n(&e->insns, 0, __ATOMIC_RELAXED);
+			else if (e->insns)
+				fprintf(profile_out, "%#" PRIx64 " %" PRIu64 "\n", e->vaddr,
+					__atomic_load_n(&e->insns, __ATOMIC_RELAXED));
+		}
+	}
+	if (dump)
+		fflush(profile_out);
+	pthread_mutex_unlock(&profile_lock);
+}
+
+/* Returns a new profile entry for a block at VADDR, or NULL. */
+static struct profile_entry *profile_entry(uint64_t vaddr)
+{
+	struct profile_entry *e = NULL;
+
+	pthread_mutex_lock(&profile_lock);
+	if (!profile || profile->used == PROFILE_SLAB) {
+		struct profile_slab *slab = calloc(1, sizeof(*slab));
+
+		if (slab) {
+			slab->next = profile;
+			profile = slab;
+		}
+	}
+	if (profile && profile->used < PROFILE_SLAB) {
+		e = &profile->entries[profile->used++];
+		e->vaddr = vaddr;
+	}
+	pthread_mutex_unlock(&profile_lock);
+	return e;
+}
 
 static void block_exec(unsigned int vcpu, void *udata)
 {
@@ -112,6 +191,9 @@ static void marker_exec(unsigned int vcpu, void *udata)
 		fputc('\n', out);
 		fflush(out);
 		value = 0;
+	} else if (cmd == CMD_PROFILE_ZERO || cmd == CMD_PROFILE_DUMP) {
+		profile_walk(cmd == CMD_PROFILE_DUMP, value);
+		value = 0;
 	}
 	pthread_mutex_unlock(&marker_lock);
 }
@@ -138,6 +220,13 @@ static void block_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 
 	qemu_plugin_register_vcpu_tb_exec_cb(tb, block_exec, QEMU_PLUGIN_CB_NO_REGS,
 					     (void *)(uintptr_t)packed);
+	if (profile_out) {
+		struct profile_entry *e = profile_entry(qemu_plugin_tb_vaddr(tb));
+
+		if (e)
+			qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64,
+								 &e->insns, n);
+	}
 	for (i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 
@@ -161,18 +250,25 @@ static void at_exit(qemu_plugin_id_t id, void *udata)
 	fclose(out);
 	out = NULL;
 	pthread_mutex_unlock(&marker_lock);
+	pthread_mutex_lock(&profile_lock);
+	if (profile_out)
+		fclose(profile_out);
+	profile_out = NULL;
+	pthread_mutex_unlock(&profile_lock);
 }
 
 QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info,
 					   int argc, char **argv)
 {
-	const char *path = NULL;
+	const char *path = NULL, *profile_path = NULL;
 	int i;
 
 	for (i = 0; i < argc; i++) {
-		if (strncmp(argv[i], "out=", 4) == 0)
+		if (strncmp(argv[i], "out=", 4) == 0) {
 			path = argv[i] + 4;
-		else {
+		} else if (strncmp(argv[i], "profile=", 8) == 0) {
+			profile_path = argv[i] + 8;
+		} else {
 			fprintf(stderr, "insn-meter: unknown argument '%s'\n", argv[i]);
 			return -1;
 		}
@@ -191,6 +287,13 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 	if (!out) {
 		perror(path);
 		return -1;
+	}
+	if (profile_path) {
+		profile_out = fopen(profile_path, "w");
+		if (!profile_out) {
+			perror(profile_path);
+			return -1;
+		}
 	}
 	qemu_plugin_register_vcpu_tb_trans_cb(id, block_trans);
 	qemu_plugin_register_atexit_cb(id, at_exit, NULL);

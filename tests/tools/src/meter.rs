@@ -48,8 +48,27 @@ pub fn set_range(start: u64, end: u64) {
     marker!("0x6b6b0201");
 }
 
+/// Zeroes the plugin's per-block profile.
+#[cfg(target_arch = "x86_64")]
+pub fn profile_zero() {
+    marker!("0x6b6b0300");
+}
+
+/// Asks the plugin to write its per-block profile, tagged `tag`.
+#[cfg(target_arch = "x86_64")]
+pub fn profile_dump(tag: u64) {
+    shift_in(tag);
+    marker!("0x6b6b0301");
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 pub fn sample(_tag: u64) {}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn profile_zero() {}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn profile_dump(_tag: u64) {}
 
 #[cfg(not(target_arch = "x86_64"))]
 pub fn set_range(_start: u64, _end: u64) {}

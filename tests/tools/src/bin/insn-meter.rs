@@ -5,6 +5,8 @@
 //! ```text
 //! insn-meter sample TAG        the plugin appends its counters, tagged TAG
 //! insn-meter module NAME KO    the plugin also counts inside module NAME's .text
+//! insn-meter profile-zero      the plugin zeroes its per-block profile
+//! insn-meter profile-dump TAG  the plugin writes its per-block profile, tagged TAG
 //! ```
 //!
 //! `module` takes the start of `.text` from `/sys/module/NAME/sections/.text` and its size
@@ -68,21 +70,29 @@ fn module_text(name: &str, ko: &str) -> Result<(u64, u64), String> {
     Ok((start, start + size))
 }
 
+fn parse_tag(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("a tag is a number, not '{text}'"))
+}
+
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["sample", tag] => {
-            let tag = tag
-                .parse()
-                .map_err(|_| format!("sample: not a number: '{tag}'"))?;
-            meter::sample(tag);
-        }
+        ["sample", tag] => meter::sample(parse_tag(tag)?),
+        ["profile-zero"] => meter::profile_zero(),
+        ["profile-dump", tag] => meter::profile_dump(parse_tag(tag)?),
         ["module", name, ko] => {
             let (start, end) = module_text(name, ko)?;
             meter::set_range(start, end);
             println!("insn-meter module={name} start={start:#x} end={end:#x}");
         }
-        _ => return Err("usage: insn-meter sample TAG | insn-meter module NAME KO".into()),
+        _ => {
+            return Err(
+                "usage: insn-meter sample TAG | module NAME KO | profile-zero | \
+                 profile-dump TAG"
+                    .into(),
+            )
+        }
     }
     Ok(())
 }
