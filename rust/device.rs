@@ -241,10 +241,15 @@ impl BounceDevice {
     }
 
     /// Copies a read's data back to the upper bio, in process context, and ends it. Never
-    /// sleeps.
-    fn copy_back(done: BounceDone<Self>) {
+    /// sleeps. A copy-back that went through the copy queue counts its time there.
+    fn copy_back(done: BounceDone<Self>, deferred: bool) {
         done.copy_to_upper();
-        done.driver().stats.copied_back(done.ns_since_completion());
+        let stats = &done.driver().stats;
+        if deferred {
+            stats.copied_back_deferred(done.ns_since_defer());
+        } else {
+            stats.copied_back();
+        }
         done.finish(BlkStatus::OK);
     }
 }
@@ -313,9 +318,8 @@ unsafe impl BounceTarget for BounceDevice {
             if done.may_copy_here() {
                 // Process context already (kintegrityd after PI verification, or a device
                 // that completes in the submitter's context): no hop.
-                Self::copy_back(done);
+                Self::copy_back(done, false);
             } else {
-                done.driver().stats.copy_deferred();
                 done.defer();
             }
         } else {
@@ -324,6 +328,6 @@ unsafe impl BounceTarget for BounceDevice {
     }
 
     fn bounce_work(done: BounceDone<Self>) {
-        Self::copy_back(done);
+        Self::copy_back(done, true);
     }
 }

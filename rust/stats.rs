@@ -127,15 +127,17 @@ impl Stats {
         self.errors.fetch_add(1, Relaxed);
     }
 
-    /// Counts a read copy-back handed to the copy queue, because the completion ran in
-    /// interrupt context or with interrupts or bottom halves off.
-    pub(crate) fn copy_deferred(&self) {
-        self.copyback_deferred.fetch_add(1, Relaxed);
+    /// Counts a read copy-back done where the read completed.
+    pub(crate) fn copied_back(&self) {
+        self.copyback_count.fetch_add(1, Relaxed);
     }
 
-    /// Counts a read copy-back that ended `ns` after the lower device completed the read.
-    pub(crate) fn copied_back(&self, ns: u64) {
+    /// Counts a read copy-back handed to the copy queue, because the completion ran in
+    /// interrupt context or with interrupts or bottom halves off, that ended `ns` after it
+    /// was handed over.
+    pub(crate) fn copied_back_deferred(&self, ns: u64) {
         self.copyback_count.fetch_add(1, Relaxed);
+        self.copyback_deferred.fetch_add(1, Relaxed);
         self.copyback_total_ns.fetch_add(ns, Relaxed);
         raise_max(&self.copyback_max_ns, ns);
     }
@@ -213,7 +215,8 @@ pub(crate) struct StatsSnapshot {
     pub(crate) cap_again: u64,
     /// Bios the lower device completed with an error.
     pub(crate) errors: u64,
-    /// Read copy-backs, and their time from lower completion to upper completion.
+    /// Read copy-backs; those handed to the copy queue, and their time from the hand-off
+    /// to the upper completion.
     pub(crate) copyback_count: u64,
     pub(crate) copyback_deferred: u64,
     pub(crate) copyback_total_ns: u64,
@@ -291,13 +294,19 @@ mod tests {
     #[test]
     fn copyback_latency() {
         let stats = Stats::new();
-        stats.copied_back(300);
-        stats.copied_back(100);
-        stats.copied_back(200);
+        stats.copied_back_deferred(300);
+        stats.copied_back_deferred(100);
+        stats.copied_back();
+        stats.copied_back_deferred(200);
         let s = stats.snapshot(CapFigures::default());
         assert_eq!(
-            (s.copyback_count, s.copyback_total_ns, s.copyback_max_ns),
-            (3, 600, 300)
+            (
+                s.copyback_count,
+                s.copyback_deferred,
+                s.copyback_total_ns,
+                s.copyback_max_ns
+            ),
+            (4, 3, 600, 300)
         );
     }
 }

@@ -3,7 +3,7 @@
 //! Bounce bios: a bio of the driver's own pages that stands in for an upper bio.
 //!
 //! A bounce bio carries its context (the upper bio, a work item for the copy-back, the
-//! completion time, the bytes of the pool's cap it holds) in the front pad of its bio set,
+//! time it was handed to the workqueue, the bytes of the pool's cap it holds) in the front pad of its bio set,
 //! and its memory as one bvec per [`Chunk`]. Writes are copied in before submission; reads
 //! are copied out after completion: at once when the completion runs in process context
 //! (a PI device's reads complete on the `kintegrityd` workqueue after verification), else
@@ -32,7 +32,7 @@ use kernel::{bindings, prelude::*, static_lock_class};
 struct BounceCtx {
     work: bindings::work_struct,
     upper: ParkedBio,
-    completed_ns: i64,
+    deferred_ns: i64,
     reserved: u32,
 }
 
@@ -348,11 +348,12 @@ impl<T: BounceTarget> BounceDone<T> {
         unsafe { (*self.ctx()).upper.driver::<T>() }
     }
 
-    /// Returns the time since the lower device completed the bio, in nanoseconds.
-    pub(crate) fn ns_since_completion(&self) -> u64 {
-        // SAFETY: `completed_ns` was set by `bounce_end_io` before `self` was made;
+    /// Returns the time since [`BounceDone::defer`] handed the bio to the copy queue, in
+    /// nanoseconds. Only for a `BounceDone` that [`BounceTarget::bounce_work`] received.
+    pub(crate) fn ns_since_defer(&self) -> u64 {
+        // SAFETY: `defer` set `deferred_ns` before it queued the work that made `self`;
         // `ktime_get` may be called in any context.
-        let (now, then) = unsafe { (bindings::ktime_get(), (*self.ctx()).completed_ns) };
+        let (now, then) = unsafe { (bindings::ktime_get(), (*self.ctx()).deferred_ns) };
         (now - then).max(0) as u64
     }
 
@@ -389,6 +390,7 @@ impl<T: BounceTarget> BounceDone<T> {
         // the call starts (the upper bio is counted), and `__queue_work` holds the RCU read
         // lock throughout, which `destroy_workqueue` waits for before it frees the queue.
         unsafe {
+            (*ctx).deferred_ns = bindings::ktime_get();
             let work = &raw mut (*ctx).work;
             bindings::init_work_with_key(
                 work,
@@ -440,8 +442,6 @@ impl<T: BounceTarget> Drop for BounceDone<T> {
 ///
 /// Called by the block layer once per bounce bio submitted by [`BounceBuffer::submit`].
 unsafe extern "C" fn bounce_end_io<T: BounceTarget>(bio: *mut bindings::bio) {
-    // SAFETY: The bio is a bounce bio with a context; `ktime_get` may run in any context.
-    unsafe { (*ctx_of(bio)).completed_ns = bindings::ktime_get() };
     // INVARIANT: The bio completed; its context holds the upper bio and the reservation.
     T::bounce_done(BounceDone {
         // SAFETY: The block layer passes a non-null bio.
