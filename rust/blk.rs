@@ -16,6 +16,7 @@ pub(crate) mod disk;
 pub(crate) mod folio;
 pub(crate) mod lower;
 pub(crate) mod page_pool;
+pub(crate) mod percpu_pages;
 pub(crate) mod segment_walk;
 pub(crate) mod status;
 pub(crate) mod wait_queue;
@@ -23,6 +24,7 @@ pub(crate) mod workqueue;
 
 /// Declarations of the one-line C wrappers in `helpers.c`.
 mod helpers {
+    use core::ffi::c_void;
     use kernel::bindings;
 
     // `gendisk` and `block_device` embed structs that are empty on some configurations;
@@ -65,6 +67,13 @@ mod helpers {
             bdev: *mut bindings::block_device,
         ) -> *mut kernel::ffi::c_void;
         pub(super) fn blkbounce_page_order(page: *mut bindings::page) -> u32;
+        pub(super) fn blkbounce_alloc_percpu(size: usize, align: usize) -> *mut c_void;
+        pub(super) fn blkbounce_this_cpu_ptr(ptr: *mut c_void) -> *mut c_void;
+        pub(super) fn blkbounce_per_cpu_ptr(ptr: *mut c_void, cpu: u32) -> *mut c_void;
+        pub(super) fn blkbounce_next_possible_cpu(cpu: i32) -> u32;
+        pub(super) fn blkbounce_local_irq_save() -> usize;
+        pub(super) fn blkbounce_local_irq_restore(flags: usize);
+        pub(super) fn blkbounce_mempool_is_saturated(pool: *mut bindings::mempool_t) -> bool;
         pub(super) fn blkbounce_page_folio(page: *mut bindings::page) -> *mut bindings::folio;
         pub(super) fn blkbounce_folio_is_zero(folio: *mut bindings::folio) -> bool;
         pub(super) fn blkbounce_folio_maybe_dma_pinned(folio: *mut bindings::folio) -> bool;

@@ -7,8 +7,10 @@
 #include <linux/blkdev.h>
 #include <linux/highmem.h>
 #include <linux/huge_mm.h>
+#include <linux/mempool.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/percpu.h>
 #include <linux/rcupdate.h>
 #include <linux/wait.h>
 #include <trace/events/block.h>
@@ -103,6 +105,53 @@ unsigned long blkbounce_lowmem_pages(void)
 bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head)
 {
 	return wq_has_sleeper(wq_head);
+}
+
+/* The per-CPU stacks of free bounce pages (rust/blk/percpu_pages.rs). */
+void __percpu *blkbounce_alloc_percpu(size_t size, size_t align);
+void *blkbounce_this_cpu_ptr(void __percpu *ptr);
+void *blkbounce_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
+unsigned int blkbounce_next_possible_cpu(int cpu);
+unsigned long blkbounce_local_irq_save(void);
+void blkbounce_local_irq_restore(unsigned long flags);
+bool blkbounce_mempool_is_saturated(mempool_t *pool);
+
+void __percpu *blkbounce_alloc_percpu(size_t size, size_t align)
+{
+	return __alloc_percpu(size, align);
+}
+
+void *blkbounce_this_cpu_ptr(void __percpu *ptr)
+{
+	return this_cpu_ptr(ptr);
+}
+
+void *blkbounce_per_cpu_ptr(void __percpu *ptr, unsigned int cpu)
+{
+	return per_cpu_ptr(ptr, cpu);
+}
+
+unsigned int blkbounce_next_possible_cpu(int cpu)
+{
+	return cpumask_next(cpu, cpu_possible_mask);
+}
+
+unsigned long blkbounce_local_irq_save(void)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	return flags;
+}
+
+void blkbounce_local_irq_restore(unsigned long flags)
+{
+	local_irq_restore(flags);
+}
+
+bool blkbounce_mempool_is_saturated(mempool_t *pool)
+{
+	return mempool_is_saturated(pool);
 }
 
 unsigned int blkbounce_page_order(struct page *page)

@@ -244,6 +244,7 @@ impl fmt::Display for StatsSnapshot {
         writeln!(f, "bounce_cap_waits {}", self.cap.waits)?;
         writeln!(f, "bounce_cap_again {}", self.cap_again)?;
         writeln!(f, "bounce_memory_peak {}", self.cap.memory_peak)?;
+        writeln!(f, "bounce_memory_recycled {}", self.cap.recycled)?;
         writeln!(f, "reserve_pages {}", self.reserve_pages)?;
         writeln!(f, "reserve_fallbacks {}", self.reserve_fallbacks)?;
         writeln!(f, "nowait_again {}", self.nowait_again)?;

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Bounce memory: chunks of physically contiguous pages, a mempool reserve of single
-//! pages that keeps I/O moving when the page allocator has none, and a cap on the bounce
-//! memory in flight.
+//! pages that keeps I/O moving when the page allocator has none, per-CPU stacks of single
+//! pages recycled from completed bios, and a cap on the bounce memory in flight.
 
-use super::{bioset::Gfp, helpers, wait_queue::WaitQueue};
+use super::{bioset::Gfp, helpers, percpu_pages::PerCpuPages, wait_queue::WaitQueue};
 use core::ptr::NonNull;
 use kernel::{
     bindings,
@@ -49,6 +49,8 @@ pub(crate) struct PagePool {
     /// (so that the cap can be checked against what is really held), and their peak.
     pages_out: Atomic<u64>,
     pages_peak: Atomic<u64>,
+    /// Single pages of completed bios, kept for the next ones once the reserve is full.
+    recycled: PerCpuPages,
     #[pin]
     room: WaitQueue,
 }
@@ -76,6 +78,8 @@ pub(crate) struct CapFigures {
     pub(crate) waits: u64,
     /// The most bytes of chunks held at once, counted when they are allocated and freed.
     pub(crate) memory_peak: u64,
+    /// Bytes of free pages kept on the CPUs for the next bios.
+    pub(crate) recycled: u64,
 }
 
 // SAFETY: A mempool is used from any CPU; it locks internally.
@@ -109,6 +113,7 @@ impl PagePool {
             served: Atomic::new(0),
             pages_out: Atomic::new(0),
             pages_peak: Atomic::new(0),
+            recycled: PerCpuPages::new()?,
             room <- WaitQueue::new(),
             pool <- Opaque::try_ffi_init(|slot: *mut bindings::mempool_t| {
                 // SAFETY: `slot` is valid for writes. `mempool_init` expects a zeroed pool,
@@ -188,19 +193,28 @@ impl PagePool {
             peak: self.peak.load(Relaxed),
             waits: self.waits.load(Relaxed),
             memory_peak: self.pages_peak.load(Relaxed) * PAGE_SIZE as u64,
+            recycled: (self.recycled.count() * PAGE_SIZE) as u64,
         }
     }
 
     /// Allocates a chunk of `1 << order` pages.
     ///
-    /// Every order is first asked of the page allocator, which fails fast
-    /// (`__GFP_NORETRY`, no emergency reserves) whatever `gfp` says. A single page then
-    /// comes from the pool ([`Chunk::came_from_pool`]): with [`Gfp::NoIo`] it waits for a page if
-    /// it must and never fails.
+    /// A single page comes first from the local CPU's recycled pages. Then every order is
+    /// asked of the page allocator, which fails fast (`__GFP_NORETRY`, no emergency
+    /// reserves) whatever `gfp` says. A single page then comes from the pool
+    /// ([`Chunk::came_from_pool`]): with [`Gfp::NoIo`] it waits for a page if it must and
+    /// never fails.
     pub(crate) fn alloc(&self, order: u32, gfp: Gfp) -> Option<Chunk<'_>> {
-        // SAFETY: Allocating pages has no preconditions.
-        let page = unsafe { bindings::alloc_pages_noprof(Gfp::HighOrder.as_raw(), order) };
-        let (page, from_pool) = match NonNull::new(page) {
+        let recycled = if order == 0 {
+            self.recycled.pop()
+        } else {
+            None
+        };
+        let page = recycled.or_else(|| {
+            // SAFETY: Allocating pages has no preconditions.
+            NonNull::new(unsafe { bindings::alloc_pages_noprof(Gfp::HighOrder.as_raw(), order) })
+        });
+        let (page, from_pool) = match page {
             Some(page) => (page, false),
             None if order == 0 => {
                 // SAFETY: The pool is initialised; it hands out order-0 pages.
@@ -212,8 +226,8 @@ impl PagePool {
         let out = self.pages_out.fetch_add(1 << order, Relaxed) + (1 << order);
         crate::stats::raise_max(&self.pages_peak, out);
         // INVARIANT: `page` is a new allocation of `order`, owned by the chunk. Order-0 pages
-        // from the page allocator are what the pool's own allocation function returns, so
-        // they may go back through the pool too.
+        // from the page allocator or the recycled ones are what the pool's own allocation
+        // function returns, so they may go back through the pool too.
         Some(Chunk {
             page,
             order,
@@ -222,7 +236,9 @@ impl PagePool {
         })
     }
 
-    /// Frees a page of a chunk that was handed to a bio.
+    /// Frees a page of a chunk that was handed to a bio. A single page refills the reserve
+    /// if it is short (waking a bio that waits for it), else is kept on the local CPU if
+    /// there is room.
     ///
     /// # Safety
     ///
@@ -233,12 +249,21 @@ impl PagePool {
         // recorded in the compound page.
         let order = unsafe { helpers::blkbounce_page_order(page) };
         self.pages_out.fetch_sub(1 << order, Relaxed);
-        // SAFETY: The chunk is ours and unused: order 0 goes back through the pool, which
-        // hands out such pages, larger orders to the page allocator they came from.
+        // SAFETY: The chunk is ours and unused: order 0 goes back through the pool if it
+        // is short (it hands out such pages), or is recycled; pages not kept, and larger
+        // orders, go to the page allocator they came from.
         unsafe {
-            match order {
-                0 => bindings::mempool_free(page.cast(), self.pool.get()),
-                order => bindings::__free_pages(page, order),
+            let page = NonNull::new_unchecked(page);
+            let freed = match order {
+                0 if !helpers::blkbounce_mempool_is_saturated(self.pool.get()) => {
+                    bindings::mempool_free(page.as_ptr().cast(), self.pool.get());
+                    return;
+                }
+                0 => self.recycled.push(page),
+                _ => Err(page),
+            };
+            if let Err(page) = freed {
+                bindings::__free_pages(page.as_ptr(), order);
             }
         }
     }
