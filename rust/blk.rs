@@ -68,12 +68,20 @@ mod helpers {
         ) -> *mut kernel::ffi::c_void;
         pub(super) fn blkbounce_page_order(page: *mut bindings::page) -> u32;
         pub(super) fn blkbounce_alloc_percpu(size: usize, align: usize) -> *mut c_void;
-        pub(super) fn blkbounce_this_cpu_ptr(ptr: *mut c_void) -> *mut c_void;
+        pub(super) fn blkbounce_raw_cpu_ptr(ptr: *mut c_void) -> *mut c_void;
         pub(super) fn blkbounce_per_cpu_ptr(ptr: *mut c_void, cpu: u32) -> *mut c_void;
         pub(super) fn blkbounce_next_possible_cpu(cpu: i32) -> u32;
-        pub(super) fn blkbounce_local_irq_save() -> usize;
-        pub(super) fn blkbounce_local_irq_restore(flags: usize);
-        pub(super) fn blkbounce_mempool_is_saturated(pool: *mut bindings::mempool_t) -> bool;
+        pub(super) fn blkbounce_nr_cpu_ids() -> u32;
+        pub(super) fn blkbounce_spin_lock_init(lock: *mut bindings::spinlock_t);
+        pub(super) fn blkbounce_spin_lock_irqsave(lock: *mut bindings::spinlock_t) -> usize;
+        pub(super) fn blkbounce_spin_unlock_irqrestore(
+            lock: *mut bindings::spinlock_t,
+            flags: usize,
+        );
+        pub(super) fn blkbounce_shrinker_alloc(
+            name: *const kernel::ffi::c_char,
+        ) -> *mut bindings::shrinker;
+        pub(super) fn blkbounce_page_recyclable(page: *mut bindings::page) -> bool;
         pub(super) fn blkbounce_page_folio(page: *mut bindings::page) -> *mut bindings::folio;
         pub(super) fn blkbounce_folio_is_zero(folio: *mut bindings::folio) -> bool;
         pub(super) fn blkbounce_folio_maybe_dma_pinned(folio: *mut bindings::folio) -> bool;

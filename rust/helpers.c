@@ -12,6 +12,8 @@
 #include <linux/pagemap.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
+#include <linux/shrinker.h>
+#include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <trace/events/block.h>
 
@@ -109,21 +111,24 @@ bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head)
 
 /* The per-CPU stacks of free bounce pages (rust/blk/percpu_pages.rs). */
 void __percpu *blkbounce_alloc_percpu(size_t size, size_t align);
-void *blkbounce_this_cpu_ptr(void __percpu *ptr);
+void *blkbounce_raw_cpu_ptr(void __percpu *ptr);
 void *blkbounce_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
 unsigned int blkbounce_next_possible_cpu(int cpu);
-unsigned long blkbounce_local_irq_save(void);
-void blkbounce_local_irq_restore(unsigned long flags);
-bool blkbounce_mempool_is_saturated(mempool_t *pool);
+unsigned int blkbounce_nr_cpu_ids(void);
+void blkbounce_spin_lock_init(spinlock_t *lock);
+unsigned long blkbounce_spin_lock_irqsave(spinlock_t *lock);
+void blkbounce_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+struct shrinker *blkbounce_shrinker_alloc(const char *name);
+bool blkbounce_page_recyclable(struct page *page);
 
 void __percpu *blkbounce_alloc_percpu(size_t size, size_t align)
 {
 	return __alloc_percpu(size, align);
 }
 
-void *blkbounce_this_cpu_ptr(void __percpu *ptr)
+void *blkbounce_raw_cpu_ptr(void __percpu *ptr)
 {
-	return this_cpu_ptr(ptr);
+	return raw_cpu_ptr(ptr);
 }
 
 void *blkbounce_per_cpu_ptr(void __percpu *ptr, unsigned int cpu)
@@ -136,22 +141,38 @@ unsigned int blkbounce_next_possible_cpu(int cpu)
 	return cpumask_next(cpu, cpu_possible_mask);
 }
 
-unsigned long blkbounce_local_irq_save(void)
+unsigned int blkbounce_nr_cpu_ids(void)
+{
+	return nr_cpu_ids;
+}
+
+void blkbounce_spin_lock_init(spinlock_t *lock)
+{
+	spin_lock_init(lock);
+}
+
+unsigned long blkbounce_spin_lock_irqsave(spinlock_t *lock)
 {
 	unsigned long flags;
 
-	local_irq_save(flags);
+	spin_lock_irqsave(lock, flags);
 	return flags;
 }
 
-void blkbounce_local_irq_restore(unsigned long flags)
+void blkbounce_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
 {
-	local_irq_restore(flags);
+	spin_unlock_irqrestore(lock, flags);
 }
 
-bool blkbounce_mempool_is_saturated(mempool_t *pool)
+struct shrinker *blkbounce_shrinker_alloc(const char *name)
 {
-	return mempool_is_saturated(pool);
+	return shrinker_alloc(0, "%s", name);
+}
+
+/* Only the owner holds the page, and it is memory of the local node. */
+bool blkbounce_page_recyclable(struct page *page)
+{
+	return page_ref_count(page) == 1 && page_to_nid(page) == numa_mem_id();
 }
 
 unsigned int blkbounce_page_order(struct page *page)

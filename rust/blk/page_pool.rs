@@ -5,7 +5,7 @@
 //! pages recycled from completed bios, and a cap on the bounce memory in flight.
 
 use super::{bioset::Gfp, helpers, percpu_pages::PerCpuPages, wait_queue::WaitQueue};
-use core::ptr::NonNull;
+use core::{ffi::c_void, ptr::NonNull};
 use kernel::{
     bindings,
     prelude::*,
@@ -33,6 +33,8 @@ pub(crate) fn lowmem_bytes() -> u64 {
 ///   down by `mempool_exit` on drop.
 /// - `in_flight` is the sum of the live [`Reservation`]s and of the bytes they handed to
 ///   bios with [`Reservation::into_raw`] and not yet given back; it never exceeds `cap`.
+/// - `recycled` holds free pages only: they count neither in `in_flight` nor in
+///   `pages_out`, and its shrinker gives them back under memory pressure.
 #[pin_data(PinnedDrop)]
 pub(crate) struct PagePool {
     #[pin]
@@ -92,7 +94,8 @@ unsafe impl Sync for PagePool {}
 /// # Invariants
 ///
 /// `page` heads a compound allocation of `order` (order 0: a single page) that nobody else
-/// owns. Order-0 pages go back through the pool, larger chunks to the page allocator.
+/// owns. Order-0 pages go back to the pool if it is short, else to the recycled pages or
+/// the page allocator; larger chunks go to the page allocator.
 pub(crate) struct Chunk<'a> {
     page: NonNull<bindings::page>,
     order: u32,
@@ -249,16 +252,17 @@ impl PagePool {
         // recorded in the compound page.
         let order = unsafe { helpers::blkbounce_page_order(page) };
         self.pages_out.fetch_sub(1 << order, Relaxed);
-        // SAFETY: The chunk is ours and unused: order 0 goes back through the pool if it
-        // is short (it hands out such pages), or is recycled; pages not kept, and larger
-        // orders, go to the page allocator they came from.
+        let mut element: *mut c_void = page.cast();
+        // SAFETY: The chunk is ours and unused. A single page goes back to the pool if it
+        // is short (it hands out such pages; `mempool_free_bulk` takes it and wakes its
+        // waiters, with the barrier `mempool_free` has), else is recycled; pages not kept,
+        // and larger orders, go to the page allocator they came from.
         unsafe {
+            if order == 0 && bindings::mempool_free_bulk(self.pool.get(), &mut element, 1) == 1 {
+                return;
+            }
             let page = NonNull::new_unchecked(page);
             let freed = match order {
-                0 if !helpers::blkbounce_mempool_is_saturated(self.pool.get()) => {
-                    bindings::mempool_free(page.as_ptr().cast(), self.pool.get());
-                    return;
-                }
                 0 => self.recycled.push(page),
                 _ => Err(page),
             };
