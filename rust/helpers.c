@@ -146,6 +146,7 @@ unsigned int blkbounce_nr_cpu_ids(void)
 	return nr_cpu_ids;
 }
 
+/* One lockdep class for all callers: only the stacks' locks, which never nest. */
 void blkbounce_spin_lock_init(spinlock_t *lock)
 {
 	spin_lock_init(lock);

@@ -254,9 +254,10 @@ impl PagePool {
         self.pages_out.fetch_sub(1 << order, Relaxed);
         let mut element: *mut c_void = page.cast();
         // SAFETY: The chunk is ours and unused. A single page goes back to the pool if it
-        // is short (it hands out such pages; `mempool_free_bulk` takes it and wakes its
-        // waiters, with the barrier `mempool_free` has), else is recycled; pages not kept,
-        // and larger orders, go to the page allocator they came from.
+        // is short, as `mempool_free` would give it (`mempool_free_bulk` takes it and wakes
+        // its waiters, with the barrier `mempool_free` has), else is recycled if nobody else
+        // references it; pages not kept, and larger orders, go to the page allocator they
+        // came from.
         unsafe {
             if order == 0 && bindings::mempool_free_bulk(self.pool.get(), &mut element, 1) == 1 {
                 return;

@@ -9,7 +9,7 @@
 //! those of CPUs gone offline. The stacks are emptied when the device goes away.
 
 use super::helpers;
-use core::{ffi::c_void, ptr::NonNull};
+use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
 use kernel::{
     bindings,
     prelude::*,
@@ -41,11 +41,11 @@ struct Stack {
 ///   locks initialised when it was made, and freed on drop.
 /// - The first `len` entries of each stack are order-0 pages that nobody else owns; they
 ///   and `len` are written only under the stack's lock.
-/// - `shrinker` is registered with `stacks` as its private data, and freed on drop before
-///   the stacks.
+/// - `shrinker`, if any, is registered with `stacks` as its private data, and freed on
+///   drop before the stacks.
 pub(crate) struct PerCpuPages {
     stacks: NonNull<c_void>,
-    shrinker: NonNull<bindings::shrinker>,
+    shrinker: Option<NonNull<bindings::shrinker>>,
 }
 
 // SAFETY: The stacks are used from any CPU under their locks.
@@ -57,23 +57,29 @@ unsafe impl Sync for PerCpuPages {}
 ///
 /// # Invariants
 ///
-/// `stack` is a stack of a live [`PerCpuPages`], whose lock this holds, taken with `flags`.
-struct Locked {
+/// `stack` is a stack of [`PerCpuPages`] that live for `'a`, whose lock this holds, taken
+/// with `flags`.
+struct Locked<'a> {
     stack: *mut Stack,
     flags: usize,
+    _pages: PhantomData<&'a PerCpuPages>,
 }
 
-impl Locked {
+impl Locked<'_> {
     /// Locks `stack`.
     ///
     /// # Safety
     ///
-    /// `stack` must be a stack of a live [`PerCpuPages`] that outlives the returned guard.
+    /// `stack` must be a stack of [`PerCpuPages`] that live for as long as the guard.
     unsafe fn new(stack: *mut Stack) -> Self {
         // SAFETY: By the safety requirements the lock is initialised.
         let flags = unsafe { helpers::blkbounce_spin_lock_irqsave(&raw mut (*stack).lock) };
         // INVARIANT: The lock is held.
-        Self { stack, flags }
+        Self {
+            stack,
+            flags,
+            _pages: PhantomData,
+        }
     }
 
     fn len(&self) -> usize {
@@ -114,7 +120,7 @@ impl Locked {
     }
 }
 
-impl Drop for Locked {
+impl Drop for Locked<'_> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant the lock is held, taken with `flags`.
         unsafe {
@@ -126,6 +132,27 @@ impl Drop for Locked {
 impl PerCpuPages {
     /// Allocates empty stacks for every possible CPU and registers their shrinker.
     pub(crate) fn new() -> Result<Self> {
+        let mut pages = Self::without_shrinker()?;
+        // SAFETY: The name is a valid C string.
+        let shrinker =
+            unsafe { helpers::blkbounce_shrinker_alloc(c"blkbounce-pages".as_char_ptr()) };
+        let shrinker = NonNull::new(shrinker).ok_or(ENOMEM)?;
+        // SAFETY: The shrinker is new and not registered yet; the stacks outlive it
+        // (`Drop` frees it first).
+        unsafe {
+            let s = shrinker.as_ptr();
+            (*s).count_objects = Some(shrinker_count);
+            (*s).scan_objects = Some(shrinker_scan);
+            (*s).private_data = pages.stacks.as_ptr();
+            bindings::shrinker_register(s);
+        }
+        // INVARIANT: The shrinker is registered with the stacks.
+        pages.shrinker = Some(shrinker);
+        Ok(pages)
+    }
+
+    /// Allocates empty stacks for every possible CPU, which nothing but their user drains.
+    fn without_shrinker() -> Result<Self> {
         // SAFETY: Allocating per-CPU memory has no preconditions; it is zeroed.
         let stacks = unsafe {
             helpers::blkbounce_alloc_percpu(
@@ -141,31 +168,16 @@ impl PerCpuPages {
                 helpers::blkbounce_spin_lock_init(&raw mut (*stack).lock);
             }
         }
-        // SAFETY: The name is a valid C string.
-        let shrinker =
-            unsafe { helpers::blkbounce_shrinker_alloc(c"blkbounce-pages".as_char_ptr()) };
-        let Some(shrinker) = NonNull::new(shrinker) else {
-            // SAFETY: The stacks are empty and unused.
-            unsafe { bindings::free_percpu(stacks.as_ptr()) };
-            return Err(ENOMEM);
-        };
-        // SAFETY: The shrinker is new and not registered yet; the stacks outlive it
-        // (`Drop` frees it first).
-        unsafe {
-            let s = shrinker.as_ptr();
-            (*s).count_objects = Some(shrinker_count);
-            (*s).scan_objects = Some(shrinker_scan);
-            (*s).private_data = stacks.as_ptr();
-            bindings::shrinker_register(s);
-        }
-        // INVARIANT: The stacks are empty with their locks initialised; the shrinker is
-        // registered with them.
-        Ok(Self { stacks, shrinker })
+        // INVARIANT: The stacks are empty with their locks initialised.
+        Ok(Self {
+            stacks,
+            shrinker: None,
+        })
     }
 
     /// Locks the stack of the CPU the caller runs on (or ran on: the lock makes a
     /// migration harmless).
-    fn local(&self) -> Locked {
+    fn local(&self) -> Locked<'_> {
         // SAFETY: The stacks are a per-CPU allocation.
         let stack = unsafe { helpers::blkbounce_raw_cpu_ptr(self.stacks.as_ptr()) };
         // SAFETY: The stack is one of ours, and the guard does not outlive `self`.
@@ -224,6 +236,9 @@ fn count(stacks: NonNull<c_void>) -> usize {
 unsafe fn drain(stacks: NonNull<c_void>, max: usize) -> usize {
     let mut freed = 0;
     for cpu in possible_cpus() {
+        if freed >= max {
+            break;
+        }
         // SAFETY: `cpu` is a possible CPU; by the safety requirements its stack is live.
         let mut locked =
             unsafe { Locked::new(helpers::blkbounce_per_cpu_ptr(stacks.as_ptr(), cpu).cast()) };
@@ -273,9 +288,11 @@ unsafe extern "C" fn shrinker_scan(
 
 impl Drop for PerCpuPages {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the shrinker is registered; `shrinker_free` waits
-        // for its callbacks to end.
-        unsafe { bindings::shrinker_free(self.shrinker.as_ptr()) };
+        if let Some(shrinker) = self.shrinker {
+            // SAFETY: By the type invariant the shrinker is registered; `shrinker_free`
+            // waits for its callbacks to end.
+            unsafe { bindings::shrinker_free(shrinker.as_ptr()) };
+        }
         // SAFETY: Nobody else uses the stacks any more.
         unsafe { drain(self.stacks, usize::MAX) };
         // SAFETY: By the type invariant the stacks are a per-CPU allocation, freed once.
@@ -303,10 +320,10 @@ mod tests {
     }
 
     /// One stack, filled, overfilled and emptied through its lock; what it keeps is freed
-    /// with it (by the drain).
+    /// with it (by the drain). Without a shrinker, which could empty it meanwhile.
     #[test]
     fn keeps_a_stack_per_cpu() -> Result {
-        let pages = PerCpuPages::new()?;
+        let pages = PerCpuPages::without_shrinker()?;
         let mut kept = KVec::new();
         for _ in 0..=DEPTH {
             kept.push(new_page()?, GFP_KERNEL)?;
@@ -340,10 +357,11 @@ mod tests {
         assert_eq!(popped, Some(kept[DEPTH - 1]));
         assert_eq!(after_pop, DEPTH - 1);
         assert_eq!(pages.count(), DEPTH - 1);
+        let some = 3.min(DEPTH - 1);
         // SAFETY: The stacks are ours; the drain frees what they keep.
-        let freed = unsafe { drain(pages.stacks, 3) };
-        assert_eq!(freed, 3);
-        assert_eq!(pages.count(), DEPTH - 4);
+        let freed = unsafe { drain(pages.stacks, some) };
+        assert_eq!(freed, some);
+        assert_eq!(pages.count(), DEPTH - 1 - some);
         Ok(())
     }
 }
