@@ -82,6 +82,7 @@ mod helpers {
             name: *const kernel::ffi::c_char,
         ) -> *mut bindings::shrinker;
         pub(super) fn blkbounce_page_recyclable(page: *mut bindings::page) -> bool;
+        pub(super) fn blkbounce_mempool_short(pool: *mut bindings::mempool_t) -> bool;
         pub(super) fn blkbounce_page_folio(page: *mut bindings::page) -> *mut bindings::folio;
         pub(super) fn blkbounce_folio_is_zero(folio: *mut bindings::folio) -> bool;
         pub(super) fn blkbounce_folio_maybe_dma_pinned(folio: *mut bindings::folio) -> bool;

@@ -120,6 +120,7 @@ unsigned long blkbounce_spin_lock_irqsave(spinlock_t *lock);
 void blkbounce_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 struct shrinker *blkbounce_shrinker_alloc(const char *name);
 bool blkbounce_page_recyclable(struct page *page);
+bool blkbounce_mempool_short(struct mempool *pool);
 
 void __percpu *blkbounce_alloc_percpu(size_t size, size_t align)
 {
@@ -174,6 +175,16 @@ struct shrinker *blkbounce_shrinker_alloc(const char *name)
 bool blkbounce_page_recyclable(struct page *page)
 {
 	return page_ref_count(page) == 1 && page_to_nid(page) == numa_mem_id();
+}
+
+/*
+ * The test mempool_free() makes before it takes an element back, with its barrier: the
+ * pool is below its minimum (or has none, when only mempool_free() knows).
+ */
+bool blkbounce_mempool_short(struct mempool *pool)
+{
+	smp_rmb();
+	return READ_ONCE(pool->curr_nr) < pool->min_nr || !pool->min_nr;
 }
 
 unsigned int blkbounce_page_order(struct page *page)

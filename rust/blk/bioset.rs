@@ -69,13 +69,25 @@ unsafe fn clone_ctx(clone: *mut bindings::bio) -> *mut ParkedBio {
 
 impl BioSet {
     /// Creates a bio set holding `pool_size` bios in reserve, for clones (no bvecs), each
-    /// with room for the upper bio it stands in for.
+    /// with room for the upper bio it stands in for, and a per-CPU cache of free clones.
     pub(crate) fn new_for_clones(pool_size: u32) -> impl PinInit<Self, Error> {
-        Self::with_layout(pool_size, CLONE_FRONT_PAD as u32, 0)
+        Self::with_layout(
+            pool_size,
+            CLONE_FRONT_PAD as u32,
+            bindings::BIOSET_PERCPU_CACHE as i32,
+        )
     }
 
     /// Creates a bio set whose bios carry `front_pad` bytes before them and, with
     /// `BIOSET_NEED_BVECS` in `flags`, bvecs of their own.
+    ///
+    /// With `BIOSET_PERCPU_CACHE`, as the block layer's own direct I/O bio sets have
+    /// (`block/fops.c`, `fs/iomap/direct-io.c`), `bio_alloc_bioset()` takes bios of up to
+    /// `BIO_INLINE_VECS` bvecs from a list of the local CPU, and `bio_put()` gives them
+    /// back there when they complete in process or hard interrupt context: no slab
+    /// allocator on the I/O path. At most `ALLOC_CACHE_MAX` bios per CPU wait there; the
+    /// reserve still backs allocations the cache and the slab allocator cannot serve, and
+    /// `bioset_exit()` frees the cache.
     pub(super) fn with_layout(
         pool_size: u32,
         front_pad: u32,

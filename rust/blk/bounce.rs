@@ -20,7 +20,7 @@ use super::{
     disk::{BioDriver, ParkedBio, SubmittedBio},
     helpers,
     page_pool::{Chunk, PagePool, Reservation},
-    segment_walk::SegmentWalk,
+    segment_walk::{SegmentWalk, Step},
     status::BlkStatus,
     workqueue::Workqueue,
 };
@@ -66,12 +66,13 @@ pub(crate) unsafe trait BounceTarget: BioDriver {
     fn bounce_work(done: BounceDone<Self>);
 }
 
-/// Creates the bio set for bounce bios, with `pool_size` in reserve.
+/// Creates the bio set for bounce bios, with `pool_size` in reserve and a per-CPU cache
+/// (see [`BioSet::with_layout`]).
 pub(crate) fn new_bounce_bioset(pool_size: u32) -> impl PinInit<BioSet, Error> {
     BioSet::with_layout(
         pool_size,
         FRONT_PAD as u32,
-        bindings::BIOSET_NEED_BVECS as i32,
+        (bindings::BIOSET_NEED_BVECS | bindings::BIOSET_PERCPU_CACHE) as i32,
     )
 }
 
@@ -112,25 +113,41 @@ unsafe fn copy(upper: &Bio, bounce: *mut bindings::bio, direction: Direction) ->
     let (data, offset, size) = upper.data_bvecs();
     // SAFETY: The bounce bio is not in flight, so its bvecs are stable.
     let chunks = unsafe { chunks_of(bounce) };
+    if let Some(step) = SegmentWalk::single_step(data, offset, size, chunks) {
+        // SAFETY: The step lies within the upper bio's data and the bounce bio's chunks.
+        unsafe { copy_step(&step, chunks, direction) };
+        return true;
+    }
     let mut walk = SegmentWalk::new(data, offset, size, chunks);
     for step in &mut walk {
-        // SAFETY: Chunks are lowmem pages (no `__GFP_HIGHMEM`), contiguous over the chunk,
-        // and the step lies within the chunk. The upper page is held by the bio, and the
-        // step lies within it. The helpers map the upper page for the copy only.
-        unsafe {
-            let chunk =
-                helpers::blkbounce_page_address(chunks[step.chunk].bv_page).add(step.chunk_offset);
-            match direction {
-                Direction::ToBounce => {
-                    helpers::blkbounce_memcpy_from_page(chunk, step.page, step.offset, step.len)
-                }
-                Direction::ToUpper => {
-                    helpers::blkbounce_memcpy_to_page(step.page, step.offset, chunk, step.len)
-                }
+        // SAFETY: As above.
+        unsafe { copy_step(&step, chunks, direction) };
+    }
+    walk.left() == 0
+}
+
+/// Copies one step of a [`SegmentWalk`].
+///
+/// # Safety
+///
+/// `step` must lie within a page the upper bio holds and within chunk `step.chunk` of
+/// `chunks`, the bvecs of a bounce bio that is not in flight.
+unsafe fn copy_step(step: &Step, chunks: &[bindings::bio_vec], direction: Direction) {
+    // SAFETY: Chunks are lowmem pages (no `__GFP_HIGHMEM`), contiguous over the chunk, and
+    // the step lies within the chunk. The upper page is held by the bio, and the step lies
+    // within it. The helpers map the upper page for the copy only.
+    unsafe {
+        let chunk =
+            helpers::blkbounce_page_address(chunks[step.chunk].bv_page).add(step.chunk_offset);
+        match direction {
+            Direction::ToBounce => {
+                helpers::blkbounce_memcpy_from_page(chunk, step.page, step.offset, step.len)
+            }
+            Direction::ToUpper => {
+                helpers::blkbounce_memcpy_to_page(step.page, step.offset, chunk, step.len)
             }
         }
     }
-    walk.left() == 0
 }
 
 /// Frees the chunks of a bounce bio and the bio itself.

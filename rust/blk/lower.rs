@@ -31,9 +31,11 @@ pub(crate) struct Inspection {
 ///
 /// # Invariants
 ///
-/// `file` was returned by `bdev_file_open_by_path` and is released by `bdev_fput` on drop.
+/// `file` was returned by `bdev_file_open_by_path` and is released by `bdev_fput` on drop;
+/// `bdev` is its block device (`file_bdev`), valid while it is open.
 pub(crate) struct LowerDevice {
     file: NonNull<bindings::file>,
+    bdev: NonNull<bindings::block_device>,
 }
 
 // SAFETY: The open file may be used and released from any thread.
@@ -89,17 +91,21 @@ impl LowerDevice {
                 core::ptr::null(),
             )
         };
-        let file = kernel::error::from_err_ptr(file)?;
-        // INVARIANT: `file` is a block device file just opened above.
-        Ok(Self {
-            file: NonNull::new(file).ok_or(ENODEV)?,
-        })
+        let file = NonNull::new(kernel::error::from_err_ptr(file)?).ok_or(ENODEV)?;
+        // SAFETY: `file` is an open block device file.
+        let bdev = unsafe { bindings::file_bdev(file.as_ptr()) };
+        let Some(bdev) = NonNull::new(bdev) else {
+            // SAFETY: `file` was opened above and is released once, here.
+            unsafe { bindings::bdev_fput(file.as_ptr()) };
+            return Err(ENODEV);
+        };
+        // INVARIANT: `file` is a block device file just opened above, `bdev` its device.
+        Ok(Self { file, bdev })
     }
 
     /// Returns the `struct block_device`, for the other wrappers of this module.
     pub(super) fn as_raw(&self) -> *mut bindings::block_device {
-        // SAFETY: By the type invariant `file` is an open block device file.
-        unsafe { bindings::file_bdev(self.file.as_ptr()) }
+        self.bdev.as_ptr()
     }
 
     /// Returns `true` if the device's disk is one of this module's.

@@ -105,7 +105,9 @@ pub(crate) struct Chunk<'a> {
 
 impl PagePool {
     /// Creates a pool holding `reserve` pages, whose bios may hold at most `cap` bytes at
-    /// once. `cap` must be at least the largest reservation any bio asks for.
+    /// once. `cap` must be at least the largest reservation any bio asks for. A pool
+    /// without a reserve serves a device that does not bounce: it keeps no pages, and
+    /// registers no shrinker.
     pub(crate) fn new(reserve: u32, cap: u64) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             cap,
@@ -116,7 +118,11 @@ impl PagePool {
             served: Atomic::new(0),
             pages_out: Atomic::new(0),
             pages_peak: Atomic::new(0),
-            recycled: PerCpuPages::new()?,
+            recycled: if reserve > 0 {
+                PerCpuPages::new()?
+            } else {
+                PerCpuPages::without_shrinker()?
+            },
             room <- WaitQueue::new(),
             pool <- Opaque::try_ffi_init(|slot: *mut bindings::mempool_t| {
                 // SAFETY: `slot` is valid for writes. `mempool_init` expects a zeroed pool,
@@ -255,11 +261,15 @@ impl PagePool {
         let mut element: *mut c_void = page.cast();
         // SAFETY: The chunk is ours and unused. A single page goes back to the pool if it
         // is short, as `mempool_free` would give it (`mempool_free_bulk` takes it and wakes
-        // its waiters, with the barrier `mempool_free` has), else is recycled if nobody else
-        // references it; pages not kept, and larger orders, go to the page allocator they
-        // came from.
+        // its waiters; the test before it is `mempool_free`'s own, with its barrier, so a
+        // full pool costs no call), else is recycled if nobody else references it; pages
+        // not kept, and larger orders, go to the page allocator they came from.
         unsafe {
-            if order == 0 && bindings::mempool_free_bulk(self.pool.get(), &mut element, 1) == 1 {
+            let pool = self.pool.get();
+            if order == 0
+                && helpers::blkbounce_mempool_short(pool)
+                && bindings::mempool_free_bulk(pool, &mut element, 1) == 1
+            {
                 return;
             }
             let page = NonNull::new_unchecked(page);

@@ -151,8 +151,9 @@ impl PerCpuPages {
         Ok(pages)
     }
 
-    /// Allocates empty stacks for every possible CPU, which nothing but their user drains.
-    fn without_shrinker() -> Result<Self> {
+    /// Allocates empty stacks for every possible CPU, which nothing but their user drains:
+    /// for a pool that never hands out pages (pass-through), or a test.
+    pub(crate) fn without_shrinker() -> Result<Self> {
         // SAFETY: Allocating per-CPU memory has no preconditions; it is zeroed.
         let stacks = unsafe {
             helpers::blkbounce_alloc_percpu(
@@ -324,11 +325,22 @@ mod tests {
     #[test]
     fn keeps_a_stack_per_cpu() -> Result {
         let pages = PerCpuPages::without_shrinker()?;
-        let mut kept = KVec::new();
-        for _ in 0..=DEPTH {
-            kept.push(new_page()?, GFP_KERNEL)?;
-        }
+        // Both vectors hold every page without allocating again, so that a page is never
+        // left outside them.
         let mut pushed = KVec::with_capacity(DEPTH + 1, GFP_KERNEL)?;
+        let mut kept = KVec::with_capacity(DEPTH + 1, GFP_KERNEL)?;
+        for _ in 0..=DEPTH {
+            match new_page() {
+                Ok(page) => kept.push(page, GFP_ATOMIC)?,
+                Err(e) => {
+                    for &page in &kept {
+                        // SAFETY: The pages are ours and nowhere else.
+                        unsafe { bindings::__free_pages(page.as_ptr(), 0) };
+                    }
+                    return Err(e);
+                }
+            }
+        }
         let (empty, back, full, popped, after_pop);
         {
             let mut stack = pages.local();
@@ -336,7 +348,7 @@ mod tests {
             for &page in &kept {
                 // SAFETY: The page is new, of order 0, and not used.
                 let result = unsafe { stack.push(page) };
-                // Within the capacity reserved below: no allocation.
+                // Within the capacity reserved above: no allocation.
                 pushed.push(result, GFP_ATOMIC)?;
             }
             full = stack.len();
