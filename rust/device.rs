@@ -80,10 +80,11 @@ impl BounceDevice {
             trace_limit: RateLimit::new(),
             lower,
             clones <- BioSet::new_for_clones(BIO_RESERVE),
-            bounces <- new_bounce_bioset(if bouncing { BIO_RESERVE } else { 1 }),
+            bounces <- new_bounce_bioset(if bouncing { BIO_RESERVE } else { 1 }, bouncing),
             pages <- PagePool::new(
                 if bouncing { PAGE_RESERVE } else { 0 },
                 max_bounce_bytes.max(u64::from(chunking::MAX_BOUNCE_BYTES)),
+                bouncing,
             ),
             reserve_lock <- new_mutex!(()),
             copy_queue,

@@ -66,13 +66,18 @@ pub(crate) unsafe trait BounceTarget: BioDriver {
     fn bounce_work(done: BounceDone<Self>);
 }
 
-/// Creates the bio set for bounce bios, with `pool_size` in reserve and a per-CPU cache
-/// (see [`BioSet::with_layout`]).
-pub(crate) fn new_bounce_bioset(pool_size: u32) -> impl PinInit<BioSet, Error> {
+/// Creates the bio set for bounce bios, with `pool_size` in reserve and, for a device that
+/// bounces (`cache`), a per-CPU cache of free bios (see [`BioSet::with_layout`]).
+pub(crate) fn new_bounce_bioset(pool_size: u32, cache: bool) -> impl PinInit<BioSet, Error> {
+    let cache = if cache {
+        bindings::BIOSET_PERCPU_CACHE
+    } else {
+        0
+    };
     BioSet::with_layout(
         pool_size,
         FRONT_PAD as u32,
-        (bindings::BIOSET_NEED_BVECS | bindings::BIOSET_PERCPU_CACHE) as i32,
+        (bindings::BIOSET_NEED_BVECS | cache) as i32,
     )
 }
 

@@ -35,7 +35,7 @@ pub(crate) struct Inspection {
 /// `bdev` is its block device (`file_bdev`), valid while it is open.
 pub(crate) struct LowerDevice {
     file: NonNull<bindings::file>,
-    bdev: NonNull<bindings::block_device>,
+    bdev: *mut bindings::block_device,
 }
 
 // SAFETY: The open file may be used and released from any thread.
@@ -94,18 +94,13 @@ impl LowerDevice {
         let file = NonNull::new(kernel::error::from_err_ptr(file)?).ok_or(ENODEV)?;
         // SAFETY: `file` is an open block device file.
         let bdev = unsafe { bindings::file_bdev(file.as_ptr()) };
-        let Some(bdev) = NonNull::new(bdev) else {
-            // SAFETY: `file` was opened above and is released once, here.
-            unsafe { bindings::bdev_fput(file.as_ptr()) };
-            return Err(ENODEV);
-        };
         // INVARIANT: `file` is a block device file just opened above, `bdev` its device.
         Ok(Self { file, bdev })
     }
 
     /// Returns the `struct block_device`, for the other wrappers of this module.
     pub(super) fn as_raw(&self) -> *mut bindings::block_device {
-        self.bdev.as_ptr()
+        self.bdev
     }
 
     /// Returns `true` if the device's disk is one of this module's.

@@ -51,8 +51,9 @@ pub(crate) struct PagePool {
     /// (so that the cap can be checked against what is really held), and their peak.
     pages_out: Atomic<u64>,
     pages_peak: Atomic<u64>,
-    /// Single pages of completed bios, kept for the next ones once the reserve is full.
-    recycled: PerCpuPages,
+    /// Single pages of completed bios, kept for the next ones once the reserve is full;
+    /// none for a pool that hands out no pages.
+    recycled: Option<PerCpuPages>,
     #[pin]
     room: WaitQueue,
 }
@@ -105,10 +106,10 @@ pub(crate) struct Chunk<'a> {
 
 impl PagePool {
     /// Creates a pool holding `reserve` pages, whose bios may hold at most `cap` bytes at
-    /// once. `cap` must be at least the largest reservation any bio asks for. A pool
-    /// without a reserve serves a device that does not bounce: it keeps no pages, and
-    /// registers no shrinker.
-    pub(crate) fn new(reserve: u32, cap: u64) -> impl PinInit<Self, Error> {
+    /// once. `cap` must be at least the largest reservation any bio asks for. With
+    /// `recycle`, single pages of completed bios are kept per CPU for the next ones (with a
+    /// shrinker); a device that does not bounce asks for none.
+    pub(crate) fn new(reserve: u32, cap: u64, recycle: bool) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             cap,
             in_flight: Atomic::new(0),
@@ -118,10 +119,10 @@ impl PagePool {
             served: Atomic::new(0),
             pages_out: Atomic::new(0),
             pages_peak: Atomic::new(0),
-            recycled: if reserve > 0 {
-                PerCpuPages::new()?
+            recycled: if recycle {
+                Some(PerCpuPages::new()?)
             } else {
-                PerCpuPages::without_shrinker()?
+                None
             },
             room <- WaitQueue::new(),
             pool <- Opaque::try_ffi_init(|slot: *mut bindings::mempool_t| {
@@ -202,7 +203,7 @@ impl PagePool {
             peak: self.peak.load(Relaxed),
             waits: self.waits.load(Relaxed),
             memory_peak: self.pages_peak.load(Relaxed) * PAGE_SIZE as u64,
-            recycled: (self.recycled.count() * PAGE_SIZE) as u64,
+            recycled: (self.recycled.as_ref().map_or(0, PerCpuPages::count) * PAGE_SIZE) as u64,
         }
     }
 
@@ -214,10 +215,9 @@ impl PagePool {
     /// ([`Chunk::came_from_pool`]): with [`Gfp::NoIo`] it waits for a page if it must and
     /// never fails.
     pub(crate) fn alloc(&self, order: u32, gfp: Gfp) -> Option<Chunk<'_>> {
-        let recycled = if order == 0 {
-            self.recycled.pop()
-        } else {
-            None
+        let recycled = match &self.recycled {
+            Some(pages) if order == 0 => pages.pop(),
+            _ => None,
         };
         let page = recycled.or_else(|| {
             // SAFETY: Allocating pages has no preconditions.
@@ -261,9 +261,11 @@ impl PagePool {
         let mut element: *mut c_void = page.cast();
         // SAFETY: The chunk is ours and unused. A single page goes back to the pool if it
         // is short, as `mempool_free` would give it (`mempool_free_bulk` takes it and wakes
-        // its waiters; the test before it is `mempool_free`'s own, with its barrier, so a
-        // full pool costs no call), else is recycled if nobody else references it; pages
-        // not kept, and larger orders, go to the page allocator they came from.
+        // its waiters). The test before it is a superset of `mempool_free_bulk`'s own, with
+        // the same barrier, so no refill or wake-up is missed, and a full pool costs a
+        // one-line helper rather than the call. Else the page is recycled if nobody else
+        // references it; pages not kept, and larger orders, go to the page allocator they
+        // came from.
         unsafe {
             let pool = self.pool.get();
             if order == 0
@@ -274,7 +276,10 @@ impl PagePool {
             }
             let page = NonNull::new_unchecked(page);
             let freed = match order {
-                0 => self.recycled.push(page),
+                0 => match &self.recycled {
+                    Some(pages) => pages.push(page),
+                    None => Err(page),
+                },
                 _ => Err(page),
             };
             if let Err(page) = freed {

@@ -66,9 +66,9 @@ impl<'a> SegmentWalk<'a> {
         self.left
     }
 
-    /// Returns the walk of `size` bytes as its one step, if it has only one: the data lies
-    /// within one page of its first bvec, and within the first chunk. This is the walk of a
-    /// 4 KiB direct I/O, the most common bio, without the cursors' bookkeeping.
+    /// Returns the only step of the walk of `size` bytes when the data lies within one page
+    /// of its first bvec and within the first chunk, as a 4 KiB direct I/O's does, without
+    /// the cursors' bookkeeping; else `None`, and the walk itself is taken.
     pub(crate) fn single_step(
         data: &[bio_vec],
         offset: usize,
@@ -239,30 +239,38 @@ mod tests {
 
     #[test]
     fn single_step_is_the_walk_of_one_step() {
-        let cases: [(&[bio_vec], usize, usize, &[bio_vec]); 8] = [
-            (&[bvec(1, 0, 4096)], 0, 4096, &[bvec(9, 0, 4096)]),
-            (&[bvec(1, 512, 1024)], 0, 1024, &[bvec(9, 0, 1024)]),
-            (&[bvec(1, 0, 8192)], 4096, 4096, &[bvec(9, 0, 4096)]),
-            (&[bvec(1, 3584, 1024)], 0, 1024, &[bvec(9, 0, 4096)]),
-            (&[bvec(1, 0, 8192)], 0, 8192, &[bvec(9, 0, 8192)]),
+        /// The data, the offset and size of the copy, the chunks, and whether the data lies
+        /// in one page of the first bvec and in the first chunk.
+        type Case<'a> = (&'a [bio_vec], usize, usize, &'a [bio_vec], bool);
+        let cases: [Case<'_>; 8] = [
+            (&[bvec(1, 0, 4096)], 0, 4096, &[bvec(9, 0, 4096)], true),
+            (&[bvec(1, 512, 1024)], 0, 1024, &[bvec(9, 0, 1024)], true),
+            (&[bvec(1, 0, 8192)], 4096, 4096, &[bvec(9, 0, 4096)], true),
+            (&[bvec(1, 0, 4096)], 1024, 2048, &[bvec(9, 0, 2048)], true),
+            (&[bvec(1, 3584, 1024)], 0, 1024, &[bvec(9, 0, 4096)], false),
+            (&[bvec(1, 0, 8192)], 0, 8192, &[bvec(9, 0, 8192)], false),
             (
                 &[bvec(1, 0, 512), bvec(2, 0, 512)],
                 0,
                 1024,
                 &[bvec(9, 0, 4096)],
+                false,
             ),
             (
                 &[bvec(1, 0, 4096)],
                 0,
                 4096,
                 &[bvec(9, 0, 2048), bvec(8, 0, 2048)],
+                false,
             ),
-            (&[bvec(1, 0, 4096)], 1024, 2048, &[bvec(9, 0, 2048)]),
         ];
-        for (data, offset, size, chunks) in cases {
+        for (data, offset, size, chunks, one) in cases {
             let steps = walk(data, offset, size, chunks);
-            let one = (steps.len() == 1).then(|| steps[0]);
-            assert_eq!(SegmentWalk::single_step(data, offset, size, chunks), one);
+            let single = SegmentWalk::single_step(data, offset, size, chunks);
+            assert_eq!(single.is_some(), one);
+            if let Some(step) = single {
+                assert_eq!(&steps[..], &[step]);
+            }
         }
     }
 
