@@ -12,7 +12,7 @@ DURATION ?= 600
 XFSTESTS_DIR ?=
 TESTS ?= -g quick
 
-.PHONY: all toolchain kernel module clippy fmt fmt-check tools check stress bench xfstests demo clean
+.PHONY: all toolchain kernel module install clippy fmt fmt-check tools check stress bench xfstests demo clean
 
 all: module
 
@@ -22,11 +22,20 @@ toolchain:
 kernel:
 	scripts/build-kernel $(KERNEL)
 
+# make module KDIR=/path/to/kernel/build builds against that kernel instead;
+# make install (KDIR, INSTALL_MOD_PATH) installs it there, under extra/, and runs depmod.
+KDIR ?=
+BUILD_MODULE = scripts/build-module $(if $(KDIR),--kdir $(KDIR),$(KERNEL))
+export INSTALL_MOD_PATH
+
 module:
-	scripts/build-module $(KERNEL)
+	$(BUILD_MODULE)
+
+install:
+	BLKBOUNCE_INSTALL=1 $(BUILD_MODULE)
 
 clippy:
-	CLIPPY=1 scripts/build-module $(KERNEL)
+	CLIPPY=1 $(BUILD_MODULE)
 
 fmt:
 	rustfmt --edition 2021 rust/blkbounce.rs

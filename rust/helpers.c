@@ -9,6 +9,7 @@
 #include <linux/huge_mm.h>
 #include <linux/mempool.h>
 #include <linux/mm.h>
+#include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
@@ -16,6 +17,9 @@
 #include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <trace/events/block.h>
+
+/* The git revision the module was built from (Kbuild), for modinfo. */
+MODULE_VERSION(BLKBOUNCE_VERSION);
 
 /*
  * Values of C flag and status macros that bindgen does not translate (they carry casts),

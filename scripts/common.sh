@@ -62,6 +62,13 @@ kernel_build_dir() {
 	echo "$BLKBOUNCE_CACHE/kernel/$KERNEL_VERSION-$flavour-$key"
 }
 
+# The module's version: the git revision it is built from (with -dirty for local changes),
+# else the VERSION file of a release tarball (as DKMS builds it), else "unknown".
+module_version() {
+	git -C "$REPO_ROOT" describe --always --dirty --abbrev=12 2>/dev/null ||
+		cat "$REPO_ROOT/VERSION" 2>/dev/null || echo unknown
+}
+
 # Arguments common to every make call on the kernel tree.
 kernel_make_args() {
 	echo "LLVM=$LLVM_SUFFIX RUST_LIB_SRC=$(rust_lib_src)"
