@@ -22,17 +22,19 @@ toolchain:
 kernel:
 	scripts/build-kernel $(KERNEL)
 
-# make module KDIR=/path/to/kernel/build builds against that kernel instead;
-# make install (KDIR, INSTALL_MOD_PATH) installs it there, under extra/, and runs depmod.
+# make module KDIR=/path/to/kernel/build builds against that kernel instead; then
+# make install KDIR=... (as root; INSTALL_MOD_PATH=, DEPMOD=true) installs that build into
+# the kernel's module tree, under extra/, and runs depmod.
 KDIR ?=
 BUILD_MODULE = scripts/build-module $(if $(KDIR),--kdir $(KDIR),$(KERNEL))
-export INSTALL_MOD_PATH
+export INSTALL_MOD_PATH DEPMOD
 
 module:
 	$(BUILD_MODULE)
 
 install:
-	BLKBOUNCE_INSTALL=1 $(BUILD_MODULE)
+	$(if $(KDIR),,$(error make install needs KDIR=<kernel build tree>, after make module KDIR=...))
+	scripts/build-module --kdir $(KDIR) --install
 
 clippy:
 	CLIPPY=1 $(BUILD_MODULE)
