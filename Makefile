@@ -66,4 +66,4 @@ demo:
 	scripts/demo
 
 clean:
-	rm -rf tests/tools/target
+	rm -rf tests/tools/target .build
