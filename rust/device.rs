@@ -45,7 +45,6 @@ pub(crate) struct BounceDevice {
     mode: Mode,
     trace: Atomic<bool>,
     trace_limit: RateLimit,
-    lower: LowerDevice,
     #[pin]
     clones: BioSet,
     #[pin]
@@ -58,6 +57,8 @@ pub(crate) struct BounceDevice {
     reserve_lock: Mutex<()>,
     copy_queue: Workqueue,
     stats: Stats,
+    /// Dropped last: bios kept in the bio sets' caches may still name it.
+    lower: LowerDevice,
 }
 
 impl BounceDevice {

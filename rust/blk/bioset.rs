@@ -84,12 +84,13 @@ impl BioSet {
     /// With `BIOSET_PERCPU_CACHE`, as the block layer's own direct I/O bio sets have
     /// (`block/fops.c`, `fs/iomap/direct-io.c`), `bio_alloc_bioset()` takes bios of up to
     /// `BIO_INLINE_VECS` bvecs (bounce bios up to 16 KiB, all clones) from a list of the
-    /// local CPU, and `bio_put()` gives them back there when they complete in process or
-    /// hard interrupt context; other bios, bios completed in soft interrupt context and
-    /// bios the reserve served go back to the slab allocator as before, and the reserve
-    /// still backs what neither the cache nor the slab allocator can serve. A CPU's list
-    /// holds at most the bios it had in flight at once, and no more than about
-    /// `ALLOC_CACHE_MAX` (256): tens of KiB per CPU and device at a deep queue. Nothing
+    /// local CPU, and `bio_put()` puts them on the list of the CPU where they complete,
+    /// when that is process or hard interrupt context. Bios completed in soft interrupt
+    /// context, larger ones and those the reserve served are freed as before (through the
+    /// reserve's mempool, which refills first), and the reserve still backs what neither
+    /// the cache nor the slab allocator can serve. A CPU's list holds up to about
+    /// `ALLOC_CACHE_MAX` (256) bios, more than it had in flight itself when it completes
+    /// other CPUs' bios: up to about 100 KiB per CPU and device over both sets. Nothing
     /// shrinks it; it is freed when the CPU goes offline and by `bioset_exit()`.
     pub(super) fn with_layout(
         pool_size: u32,
