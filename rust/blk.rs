@@ -33,11 +33,15 @@ mod helpers {
     extern "C" {
         pub(super) static blkbounce_blk_sts_ioerr: bindings::blk_status_t;
         pub(super) static blkbounce_blk_sts_again: bindings::blk_status_t;
+        pub(super) static blkbounce_blk_sts_protection: bindings::blk_status_t;
         pub(super) static blkbounce_blk_feat_stable_writes: bindings::blk_features_t;
         pub(super) static blkbounce_blk_feat_nowait: bindings::blk_features_t;
         pub(super) static blkbounce_blk_feat_io_stat: bindings::blk_features_t;
         pub(super) static blkbounce_blk_open_read: bindings::blk_mode_t;
         pub(super) static blkbounce_blk_open_write: bindings::blk_mode_t;
+        pub(super) static blkbounce_blk_integrity_noverify: u8;
+        pub(super) static blkbounce_blk_integrity_nogenerate: u8;
+        pub(super) static blkbounce_blk_integrity_stacked: u8;
 
         pub(super) fn blkbounce_bdev_is_zoned(bdev: *mut bindings::block_device) -> bool;
         pub(super) fn blkbounce_disk_io_stat(disk: *mut bindings::gendisk) -> bool;
@@ -63,6 +67,9 @@ mod helpers {
         pub(super) fn blkbounce_wq_has_sleeper(wq_head: *mut bindings::wait_queue_head) -> bool;
         pub(super) fn blkbounce_may_copy_here() -> bool;
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
+        pub(super) fn blkbounce_bdev_integrity(
+            bdev: *mut bindings::block_device,
+        ) -> *mut bindings::blk_integrity;
         pub(super) fn blkbounce_bdev_holder(
             bdev: *mut bindings::block_device,
         ) -> *mut kernel::ffi::c_void;

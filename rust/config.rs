@@ -208,6 +208,14 @@ impl DeviceConfig {
             );
             return Err(ELOOP);
         }
+        if let Some(reason) = state.mode.unsupported_by(lower.integrity()) {
+            pr_err!(
+                "{name}: cannot enable: mode {} needs a backing device that checks protection information; {} {reason}\n",
+                state.mode,
+                &**path
+            );
+            return Err(EOPNOTSUPP);
+        }
         // Pinned first: once the disk exists, udev may open it, and a later failure would
         // have to wait for that to end.
         let pin = ItemPin::new(&self.shared.slot, name).inspect_err(|e| {
@@ -329,7 +337,7 @@ impl AttributeOperations<0> for DeviceConfig {
     }
 }
 
-/// `mode`: `auto`, `always` or `off`.
+/// `mode`: `auto`, `always`, `optimistic` or `off`.
 #[vtable]
 impl AttributeOperations<1> for DeviceConfig {
     type Data = DeviceConfig;
@@ -341,7 +349,7 @@ impl AttributeOperations<1> for DeviceConfig {
     fn store(this: &DeviceConfig, page: &[u8]) -> Result {
         let name: &CStr = &this.name;
         let mode = Mode::parse(page).inspect_err(|_| {
-            pr_err!("{name}: mode: expected auto, always or off\n");
+            pr_err!("{name}: mode: expected auto, always, optimistic or off\n");
         })?;
         let mut state = this.state.lock();
         this.check_disabled(&state, "mode")?;

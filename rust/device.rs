@@ -8,7 +8,7 @@
 
 use crate::{
     blk::{
-        bio::BioOp,
+        bio::{Bio, BioOp},
         bioset::{BioSet, CloneTarget, Gfp},
         bounce::{new_bounce_bioset, BounceBuffer, BounceDone, BounceTarget, NoBuffer},
         disk::{BioDriver, Disk, DiskOptions, SubmittedBio},
@@ -56,6 +56,10 @@ pub(crate) struct BounceDevice {
     #[pin]
     reserve_lock: Mutex<()>,
     copy_queue: Workqueue,
+    /// `mode=optimistic`: where zero-copy bios that failed with a protection error are
+    /// bounced, in process context. Apart from the copy queue, since a retry may wait for
+    /// room under the cap, which copy-backs give back.
+    retry_queue: Option<Workqueue>,
     stats: Stats,
     /// Dropped last: bios kept in the bio sets' caches may still name it.
     lower: LowerDevice,
@@ -73,7 +77,11 @@ impl BounceDevice {
     ) -> Result<Disk<Self>> {
         let disk_name = CString::try_from(&*name)?;
         let copy_queue = Workqueue::new(c"blkbounce_copy", &name)?;
-        let bouncing = mode != Mode::Off;
+        let retry_queue = match mode {
+            Mode::Optimistic => Some(Workqueue::new(c"blkbounce_retry", &name)?),
+            _ => None,
+        };
+        let bouncing = mode.may_bounce();
         let driver = try_pin_init!(BounceDevice {
             name,
             mode,
@@ -89,13 +97,16 @@ impl BounceDevice {
             ),
             reserve_lock <- new_mutex!(()),
             copy_queue,
+            retry_queue,
             stats: Stats::new(),
         });
-        // Bouncing modes declare stable writes, so that the page cache keeps pages stable
-        // during writeback and filesystems bounce their own direct I/O; and they split bios
-        // to what one bounce bio carries. `off` is transparent.
+        // `auto` and `always` declare stable writes, so that the page cache keeps pages
+        // stable during writeback and filesystems bounce their own direct I/O. `off` and
+        // `optimistic` are transparent: in `optimistic`, the lower device's guard check
+        // catches what changes. Modes that may bounce split bios to what one bounce bio
+        // carries.
         let options = DiskOptions {
-            stable_writes: bouncing,
+            stable_writes: matches!(mode, Mode::Auto | Mode::Always),
             max_io_bytes: bouncing.then_some(chunking::MAX_BOUNCE_BYTES),
         };
         Disk::new(&disk_name, options, driver)
@@ -116,7 +127,8 @@ impl BounceDevice {
         self.trace.store(on, Relaxed);
     }
 
-    fn trace(&self, bio: &SubmittedBio<Self>, decision: Decision) {
+    /// Logs a trace line about `bio`, `what` happens to it, if tracing is on.
+    fn trace(&self, bio: &Bio, what: impl kernel::fmt::Display) {
         if !self.trace.load(Relaxed) {
             return;
         }
@@ -125,7 +137,7 @@ impl BounceDevice {
                 pr_info!("{}: trace: {held_back} lines held back\n", self.name());
             }
             pr_info!(
-                "{}: {} sector {} size {}: {decision}\n",
+                "{}: {} sector {} size {}: {what}\n",
                 self.name(),
                 bio.op(),
                 bio.sector(),
@@ -162,7 +174,7 @@ impl BounceDevice {
                 None => return bio.end(BlkStatus::io_error()),
             },
         };
-        let buffer = match self.alloc_bounce(bio, room, Gfp::NoWait) {
+        let mut buffer = match self.alloc_bounce(bio, room, Gfp::NoWait) {
             Ok(buffer) => buffer,
             Err(no) if no.upper.is_nowait() => {
                 self.stats.nowait_again();
@@ -181,6 +193,9 @@ impl BounceDevice {
                 }
             }
         };
+        if reason == Reason::Retry {
+            buffer.mark_retry();
+        }
         self.stats.bounced_for(reason);
         let size = buffer.upper().size();
         if buffer.upper().op() == BioOp::Write {
@@ -256,6 +271,15 @@ impl BounceDevice {
     }
 }
 
+/// What the policy knows of `bio` besides its folios.
+fn io_of(bio: &Bio) -> Io {
+    Io {
+        op: bio.op(),
+        has_data: bio.has_data(),
+        direct: bio.may_be_direct(),
+    }
+}
+
 // A promise about the driver data, with no unsafe operation.
 #[allow(unsafe_code)]
 // SAFETY: The lower device is a field of the driver data, set once at creation.
@@ -265,15 +289,10 @@ unsafe impl BioDriver for BounceDevice {
     }
 
     fn submit_bio(&self, bio: SubmittedBio<Self>) {
-        let io = Io {
-            op: bio.op(),
-            has_data: bio.has_data(),
-            direct: bio.may_be_direct(),
-        };
-        let decision = policy::decide(self.mode, io, &*bio);
+        let decision = policy::decide(self.mode, io_of(&bio), &*bio);
         self.trace(&bio, decision);
         match decision {
-            Decision::PassThrough => self.pass_through(bio),
+            Decision::PassThrough | Decision::ZeroCopyFirst => self.pass_through(bio),
             Decision::Bounce(reason) => self.bounce(bio, reason),
         }
     }
@@ -290,6 +309,23 @@ unsafe impl CloneTarget for BounceDevice {
     fn clone_done(bio: SubmittedBio<Self>, status: BlkStatus) {
         bio.driver().completed(bio.is_nowait(), status);
         bio.end(status);
+    }
+
+    /// In `optimistic`, a read or write that failed with a protection error is retried:
+    /// its data changed while the device or the block layer checked it. Every other error
+    /// ends the bio unchanged.
+    fn retry_queue(&self, upper: &Bio, status: BlkStatus) -> Option<&Workqueue> {
+        let retry = policy::retried(self.mode, io_of(upper), status == BlkStatus::protection());
+        self.retry_queue.as_ref().filter(|_| retry)
+    }
+
+    /// Sends the bio again, through bounce pages: a write copied from the caller's pages as
+    /// they are now, a read into bounce pages copied back when it completes. Only the
+    /// retry's status reaches the caller.
+    fn clone_retry(&self, bio: SubmittedBio<Self>, _status: BlkStatus) {
+        self.stats.retried(bio.op());
+        self.trace(&bio, "protection error, retry bounced");
+        self.bounce(bio, Reason::Retry);
     }
 }
 
@@ -314,7 +350,12 @@ unsafe impl BounceTarget for BounceDevice {
         let status = done.status();
         if !status.is_ok() {
             // Nothing is copied back: the bounce memory holds no data to give.
-            done.driver().completed(done.upper().is_nowait(), status);
+            let this = done.driver();
+            if done.is_retry() {
+                this.stats.retry_failed();
+                this.trace(done.upper(), "retry failed");
+            }
+            this.completed(done.upper().is_nowait(), status);
             done.finish(status);
         } else if done.upper().op() == BioOp::Read {
             if done.may_copy_here() {

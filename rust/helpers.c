@@ -4,6 +4,7 @@
  * in the manner of the kernel's rust/helpers/.
  */
 
+#include <linux/blk-integrity.h>
 #include <linux/blkdev.h>
 #include <linux/highmem.h>
 #include <linux/huge_mm.h>
@@ -27,19 +28,27 @@ MODULE_VERSION(BLKBOUNCE_VERSION);
  */
 extern const blk_status_t blkbounce_blk_sts_ioerr;
 extern const blk_status_t blkbounce_blk_sts_again;
+extern const blk_status_t blkbounce_blk_sts_protection;
 extern const blk_features_t blkbounce_blk_feat_stable_writes;
 extern const blk_features_t blkbounce_blk_feat_nowait;
 extern const blk_features_t blkbounce_blk_feat_io_stat;
 extern const blk_mode_t blkbounce_blk_open_read;
 extern const blk_mode_t blkbounce_blk_open_write;
+extern const unsigned char blkbounce_blk_integrity_noverify;
+extern const unsigned char blkbounce_blk_integrity_nogenerate;
+extern const unsigned char blkbounce_blk_integrity_stacked;
 
 const blk_status_t blkbounce_blk_sts_ioerr = BLK_STS_IOERR;
 const blk_status_t blkbounce_blk_sts_again = BLK_STS_AGAIN;
+const blk_status_t blkbounce_blk_sts_protection = BLK_STS_PROTECTION;
 const blk_features_t blkbounce_blk_feat_stable_writes = BLK_FEAT_STABLE_WRITES;
 const blk_features_t blkbounce_blk_feat_nowait = BLK_FEAT_NOWAIT;
 const blk_features_t blkbounce_blk_feat_io_stat = BLK_FEAT_IO_STAT;
 const blk_mode_t blkbounce_blk_open_read = BLK_OPEN_READ;
 const blk_mode_t blkbounce_blk_open_write = BLK_OPEN_WRITE;
+const unsigned char blkbounce_blk_integrity_noverify = BLK_INTEGRITY_NOVERIFY;
+const unsigned char blkbounce_blk_integrity_nogenerate = BLK_INTEGRITY_NOGENERATE;
+const unsigned char blkbounce_blk_integrity_stacked = BLK_INTEGRITY_STACKED;
 
 sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev);
 
@@ -49,6 +58,7 @@ sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev)
 }
 
 void *blkbounce_bdev_holder(struct block_device *bdev);
+struct blk_integrity *blkbounce_bdev_integrity(struct block_device *bdev);
 bool blkbounce_bdev_is_zoned(struct block_device *bdev);
 bool blkbounce_disk_io_stat(struct gendisk *disk);
 void blkbounce_trace_bio_remap(struct bio *bio, struct gendisk *from, sector_t sector);
@@ -72,6 +82,11 @@ void blkbounce_trace_bio_remap(struct bio *bio, struct gendisk *from, sector_t s
 void *blkbounce_bdev_holder(struct block_device *bdev)
 {
 	return READ_ONCE(bdev->bd_holder);
+}
+
+struct blk_integrity *blkbounce_bdev_integrity(struct block_device *bdev)
+{
+	return &bdev_limits(bdev)->integrity;
 }
 
 unsigned int blkbounce_page_order(struct page *page);

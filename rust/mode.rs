@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The bounce policy of a device: `auto`, `always` or `off`.
+//! The bounce policy of a device: `auto`, `always`, `optimistic` or `off`.
 
 #![deny(unsafe_code)]
 
-use crate::text;
+use crate::{blk::lower::Integrity, text};
 use kernel::{fmt, prelude::*};
 
 /// Which bios a device copies into pages of its own.
@@ -14,23 +14,57 @@ pub(crate) enum Mode {
     Auto,
     /// Bounce every data bio.
     Always,
+    /// Send data bios zero-copy, and bounce only those the lower device failed with a
+    /// protection error: their data changed in flight (see `device.rs`).
+    Optimistic,
     /// Pass everything through unchanged.
     Off,
 }
 
 impl Mode {
-    /// Parses an attribute value: one of the three names, optionally followed by a newline.
+    /// Parses an attribute value: one of the four names, optionally followed by a newline.
     pub(crate) fn parse(input: &[u8]) -> Result<Self> {
         match text::value(input)? {
             b"auto" => Ok(Self::Auto),
             b"always" => Ok(Self::Always),
+            b"optimistic" => Ok(Self::Optimistic),
             b"off" => Ok(Self::Off),
             _ => Err(EINVAL),
         }
     }
 
     /// Every mode, in the order `modes` lists them.
-    pub(crate) const ALL: [Mode; 3] = [Mode::Auto, Mode::Always, Mode::Off];
+    pub(crate) const ALL: [Mode; 4] = [Mode::Auto, Mode::Always, Mode::Optimistic, Mode::Off];
+
+    /// Returns why the mode cannot run over a lower device whose integrity profile checks
+    /// `lower`, or `None` if it can.
+    ///
+    /// `optimistic` relies on the lower device to report data that changed in flight: the
+    /// block layer must compute the guard of each write, which the device checks against
+    /// the data it receives, and check the guard of each read after it completes. A stacked
+    /// profile (dm, md) is refused too: a mirror writes the data to several devices, each
+    /// of which checks only the copy it received, so changed data could leave them
+    /// different without an error. The other modes run over anything.
+    pub(crate) fn unsupported_by(self, lower: Integrity) -> Option<&'static str> {
+        if self != Self::Optimistic {
+            None
+        } else if !lower.guard {
+            Some("has no integrity profile with a guard (T10 PI or NVMe PI)")
+        } else if lower.stacked {
+            Some("has a stacked integrity profile (dm or md), whose devices each check only their own copy")
+        } else if !lower.generated {
+            Some("does not generate protection information for writes (integrity/write_generate is 0)")
+        } else if !lower.verified {
+            Some("does not verify reads (integrity/read_verify is 0)")
+        } else {
+            None
+        }
+    }
+
+    /// Returns `true` for the modes that may copy data through bounce pages: all but `off`.
+    pub(crate) fn may_bounce(self) -> bool {
+        self != Self::Off
+    }
 }
 
 impl fmt::Display for Mode {
@@ -38,6 +72,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Self::Auto => "auto",
             Self::Always => "always",
+            Self::Optimistic => "optimistic",
             Self::Off => "off",
         })
     }
@@ -51,7 +86,48 @@ mod tests {
     fn parses_names() {
         assert_eq!(Mode::parse(b"auto\n"), Ok(Mode::Auto));
         assert_eq!(Mode::parse(b"always"), Ok(Mode::Always));
+        assert_eq!(Mode::parse(b"optimistic\n"), Ok(Mode::Optimistic));
         assert_eq!(Mode::parse(b"off\n"), Ok(Mode::Off));
+    }
+
+    #[test]
+    fn optimistic_needs_guard_checks() {
+        let pi = Integrity {
+            guard: true,
+            generated: true,
+            verified: true,
+            stacked: false,
+        };
+        let none = Integrity {
+            guard: false,
+            generated: false,
+            verified: false,
+            stacked: false,
+        };
+        for lower in [pi, none] {
+            for mode in [Mode::Auto, Mode::Always, Mode::Off] {
+                assert_eq!(mode.unsupported_by(lower), None);
+            }
+        }
+        assert_eq!(Mode::Optimistic.unsupported_by(pi), None);
+        let refused = [
+            none,
+            Integrity {
+                stacked: true,
+                ..pi
+            },
+            Integrity {
+                generated: false,
+                ..pi
+            },
+            Integrity {
+                verified: false,
+                ..pi
+            },
+        ];
+        for lower in refused {
+            assert!(Mode::Optimistic.unsupported_by(lower).is_some());
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 //! Which bios a device bounces, and why.
 //!
+//! `always` bounces every data bio, `off` none, and `optimistic` sends every data bio
+//! zero-copy first (it bounces a retry when the lower device reports a protection error).
 //! `auto` passes a bio through only if every folio of its data is known to stay unchanged
 //! until the I/O ends, and bounces it as soon as one folio may change. The walk stops at
 //! the first such folio; consecutive pages of one folio are asked about once.
@@ -66,11 +68,14 @@ pub(crate) enum Reason {
     /// A folio of no mapping is another Xen domain's page (xen-blkback): the guest may
     /// write it.
     Foreign,
+    /// `mode=optimistic`: the lower device failed the zero-copy I/O with a protection
+    /// error, so its data changed in flight; the retry is bounced.
+    Retry,
 }
 
 impl Reason {
     /// Every reason, in the order `stats` lists them.
-    pub(crate) const ALL: [Reason; 8] = [
+    pub(crate) const ALL: [Reason; 9] = [
         Reason::Always,
         Reason::Pinned,
         Reason::Anonymous,
@@ -79,6 +84,7 @@ impl Reason {
         Reason::BdevCache,
         Reason::Mapped,
         Reason::Foreign,
+        Reason::Retry,
     ];
 
     /// The reason's place in [`Reason::ALL`], for per-reason arrays.
@@ -97,6 +103,7 @@ impl Reason {
             Self::BdevCache => "bdevcache",
             Self::Mapped => "mapped",
             Self::Foreign => "foreign",
+            Self::Retry => "retry",
         }
     }
 }
@@ -126,6 +133,9 @@ pub(crate) struct Io {
 pub(crate) enum Decision {
     /// Sent to the lower device as it is (a clone with the same pages).
     PassThrough,
+    /// Sent to the lower device as it is, and bounced if it fails with a protection error
+    /// (`mode=optimistic`).
+    ZeroCopyFirst,
     /// Copied through pages blkbounce owns.
     Bounce(Reason),
 }
@@ -139,11 +149,23 @@ pub(crate) fn decide(mode: Mode, io: Io, data: &impl FolioWalk) -> Decision {
     match mode {
         Mode::Off => Decision::PassThrough,
         Mode::Always => Decision::Bounce(Reason::Always),
+        Mode::Optimistic => Decision::ZeroCopyFirst,
         Mode::Auto => match data.find_folio(|folio| unstable(io, folio)) {
             Some(reason) => Decision::Bounce(reason),
             None => Decision::PassThrough,
         },
     }
+}
+
+/// Returns `true` if the bio `io`, sent down zero-copy in `mode`, is to be sent again through
+/// bounce pages after it failed, with a protection error if `protection_error`: in
+/// `optimistic`, a read or write with data whose check found the data changed. Every other
+/// failure reaches the submitter as it is.
+pub(crate) fn retried(mode: Mode, io: Io, protection_error: bool) -> bool {
+    mode == Mode::Optimistic
+        && protection_error
+        && io.has_data
+        && matches!(io.op, BioOp::Read | BioOp::Write)
 }
 
 /// Returns why `folio` may change while the bio `io` (a read or a write) is in flight, or
@@ -196,6 +218,7 @@ impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::PassThrough => f.write_str("pass"),
+            Self::ZeroCopyFirst => f.write_str("zero-copy first"),
             Self::Bounce(reason) => write!(f, "bounce ({})", reason.name()),
         }
     }
@@ -359,6 +382,12 @@ mod tests {
             decide(Mode::Always, io(BioOp::Read), &bio),
             bounce(Reason::Always)
         );
+        for op in [BioOp::Read, BioOp::Write] {
+            assert_eq!(
+                decide(Mode::Optimistic, io(op), &bio),
+                Decision::ZeroCopyFirst
+            );
+        }
         let no_data = Io {
             has_data: false,
             ..io(BioOp::Write)
@@ -374,6 +403,25 @@ mod tests {
     }
 
     #[test]
+    fn optimistic_retries_protection_errors_of_data() {
+        for op in [BioOp::Read, BioOp::Write] {
+            assert!(retried(Mode::Optimistic, io(op), true));
+            assert!(!retried(Mode::Optimistic, io(op), false));
+            for mode in [Mode::Auto, Mode::Always, Mode::Off] {
+                assert!(!retried(mode, io(op), true));
+            }
+        }
+        let no_data = Io {
+            has_data: false,
+            ..io(BioOp::Write)
+        };
+        assert!(!retried(Mode::Optimistic, no_data, true));
+        for op in [BioOp::Other, BioOp::Discard, BioOp::WriteZeroes] {
+            assert!(!retried(Mode::Optimistic, io(op), true));
+        }
+    }
+
+    #[test]
     fn only_auto_walks_the_folios() {
         let folios = [user_anon()];
         let no_data = Io {
@@ -382,6 +430,7 @@ mod tests {
         };
         decide(Mode::Always, io(BioOp::Write), &FakeBio(&folios));
         decide(Mode::Off, io(BioOp::Write), &FakeBio(&folios));
+        decide(Mode::Optimistic, io(BioOp::Write), &FakeBio(&folios));
         decide(Mode::Auto, no_data, &FakeBio(&folios));
         assert_eq!(folios[0].asked.get(), 0);
     }
@@ -677,7 +726,8 @@ mod tests {
                 "pagecache",
                 "bdevcache",
                 "mapped",
-                "foreign"
+                "foreign",
+                "retry"
             ]
         );
     }

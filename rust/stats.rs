@@ -33,6 +33,9 @@ pub(crate) struct Stats {
     nowait_again: Atomic<u64>,
     cap_again: Atomic<u64>,
     errors: Atomic<u64>,
+    retries_read: Atomic<u64>,
+    retries_write: Atomic<u64>,
+    retries_failed: Atomic<u64>,
     copyback_count: Atomic<u64>,
     copyback_deferred: Atomic<u64>,
     copyback_total_ns: Atomic<u64>,
@@ -59,6 +62,9 @@ impl Stats {
             nowait_again: Atomic::new(0),
             cap_again: Atomic::new(0),
             errors: Atomic::new(0),
+            retries_read: Atomic::new(0),
+            retries_write: Atomic::new(0),
+            retries_failed: Atomic::new(0),
             copyback_count: Atomic::new(0),
             copyback_deferred: Atomic::new(0),
             copyback_total_ns: Atomic::new(0),
@@ -127,6 +133,23 @@ impl Stats {
         self.errors.fetch_add(1, Relaxed);
     }
 
+    /// Counts a zero-copy bio of `op` that failed with a protection error and is retried
+    /// through bounce pages (`mode=optimistic`). It is not counted by [`Stats::failed`]:
+    /// only the retry's status reaches the submitter.
+    pub(crate) fn retried(&self, op: BioOp) {
+        let counter = if op == BioOp::Write {
+            &self.retries_write
+        } else {
+            &self.retries_read
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a retry that failed too (it is also counted by [`Stats::failed`]).
+    pub(crate) fn retry_failed(&self) {
+        self.retries_failed.fetch_add(1, Relaxed);
+    }
+
     /// Counts a read copy-back done where the read completed.
     pub(crate) fn copied_back(&self) {
         self.copyback_count.fetch_add(1, Relaxed);
@@ -162,6 +185,9 @@ impl Stats {
             nowait_again: self.nowait_again.load(Relaxed),
             cap_again: self.cap_again.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            retries_read: self.retries_read.load(Relaxed),
+            retries_write: self.retries_write.load(Relaxed),
+            retries_failed: self.retries_failed.load(Relaxed),
             copyback_count: self.copyback_count.load(Relaxed),
             copyback_deferred: self.copyback_deferred.load(Relaxed),
             copyback_total_ns: self.copyback_total_ns.load(Relaxed),
@@ -213,8 +239,13 @@ pub(crate) struct StatsSnapshot {
     pub(crate) nowait_again: u64,
     /// Of those, bios that found no room under the cap.
     pub(crate) cap_again: u64,
-    /// Bios the lower device completed with an error.
+    /// Bios completed with an error of the lower device.
     pub(crate) errors: u64,
+    /// `mode=optimistic`: zero-copy reads and writes that failed with a protection error
+    /// and were retried through bounce pages, and the retries that failed too.
+    pub(crate) retries_read: u64,
+    pub(crate) retries_write: u64,
+    pub(crate) retries_failed: u64,
     /// Read copy-backs; those handed to the copy queue, and their time from the hand-off
     /// to the upper completion.
     pub(crate) copyback_count: u64,
@@ -249,6 +280,9 @@ impl fmt::Display for StatsSnapshot {
         writeln!(f, "reserve_fallbacks {}", self.reserve_fallbacks)?;
         writeln!(f, "nowait_again {}", self.nowait_again)?;
         writeln!(f, "errors {}", self.errors)?;
+        writeln!(f, "optimistic_retries_read {}", self.retries_read)?;
+        writeln!(f, "optimistic_retries_write {}", self.retries_write)?;
+        writeln!(f, "optimistic_retries_failed {}", self.retries_failed)?;
         writeln!(f, "copyback_count {}", self.copyback_count)?;
         writeln!(f, "copyback_deferred {}", self.copyback_deferred)?;
         writeln!(f, "copyback_total_ns {}", self.copyback_total_ns)?;
@@ -271,6 +305,10 @@ mod tests {
         stats.bounced_write(512);
         stats.failed();
         stats.reserve_page();
+        stats.retried(BioOp::Read);
+        stats.retried(BioOp::Write);
+        stats.retried(BioOp::Write);
+        stats.retry_failed();
         let s = stats.snapshot(CapFigures::default());
         assert_eq!(s.passthrough_bios, 2);
         assert_eq!(s.passthrough_bytes, 4096);
@@ -280,6 +318,10 @@ mod tests {
         assert_eq!((s.bounced_write_bios, s.bounced_write_bytes), (1, 512));
         assert_eq!(s.errors, 1);
         assert_eq!((s.reserve_pages, s.reserve_fallbacks), (1, 0));
+        assert_eq!(
+            (s.retries_read, s.retries_write, s.retries_failed),
+            (1, 2, 1)
+        );
     }
 
     #[test]
@@ -289,7 +331,7 @@ mod tests {
         stats.bounced_for(Reason::PageCache);
         stats.bounced_for(Reason::PageCache);
         let s = stats.snapshot(CapFigures::default());
-        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0, 0]);
     }
 
     #[test]

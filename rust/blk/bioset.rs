@@ -3,11 +3,13 @@
 //! A bio set (`struct bio_set`): a mempool reserve of bios, and clones sent down from it.
 
 use super::{
+    bio::Bio,
     disk::{BioDriver, ParkedBio, SubmittedBio},
     helpers,
     status::BlkStatus,
+    workqueue::{init_and_queue_raw, Workqueue},
 };
-use kernel::{bindings, prelude::*, types::Opaque};
+use kernel::{bindings, prelude::*, static_lock_class, types::Opaque};
 
 /// How an allocation may wait for memory.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -56,13 +58,21 @@ unsafe impl Send for BioSet {}
 // SAFETY: See above; all operations take `&self` and are thread safe in C.
 unsafe impl Sync for BioSet {}
 
-/// The front pad of the clone bio set: the upper bio a clone stands in for.
-const CLONE_FRONT_PAD: usize = core::mem::size_of::<ParkedBio>().next_multiple_of(8);
+/// What a clone carries in front of it: the upper bio it stands in for, and a work item
+/// for a clone that completed with an error the driver retries.
+#[repr(C)]
+struct CloneCtx {
+    work: bindings::work_struct,
+    upper: ParkedBio,
+}
+
+/// The front pad of the clone bio set: the context, keeping the bio 8-byte aligned.
+const CLONE_FRONT_PAD: usize = core::mem::size_of::<CloneCtx>().next_multiple_of(8);
 
 /// # Safety
 ///
 /// `clone` must come from a bio set made by [`BioSet::new_for_clones`].
-unsafe fn clone_ctx(clone: *mut bindings::bio) -> *mut ParkedBio {
+unsafe fn clone_ctx(clone: *mut bindings::bio) -> *mut CloneCtx {
     // SAFETY: The bio set places the context `CLONE_FRONT_PAD` bytes before each bio.
     unsafe { clone.cast::<u8>().sub(CLONE_FRONT_PAD).cast() }
 }
@@ -133,14 +143,24 @@ impl PinnedDrop for BioSet {
 ///
 /// [`CloneTarget::bioset`] returns a bio set made by [`BioSet::new_for_clones`] that is part
 /// of the driver data, so that it outlives every bio of the disk, and the same one on
-/// every call.
+/// every call. A queue [`CloneTarget::retry_queue`] returns is part of the driver data too.
 pub(crate) unsafe trait CloneTarget: BioDriver {
     /// The bio set clones are allocated from.
     fn bioset(&self) -> &BioSet;
 
     /// Called, possibly in interrupt context, when the clone of `bio` has completed with
-    /// `status`; the clone is already freed.
+    /// `status` and is not retried; the clone is already freed.
     fn clone_done(bio: SubmittedBio<Self>, status: BlkStatus);
+
+    /// Called, possibly in interrupt context, when the clone of `upper` has failed with
+    /// `status`. Returns the queue on which to hand the bio to
+    /// [`CloneTarget::clone_retry`], or `None` to end it through `clone_done`.
+    fn retry_queue(&self, upper: &Bio, status: BlkStatus) -> Option<&Workqueue>;
+
+    /// Called in process context, on the queue `retry_queue` returned, with the bio whose
+    /// clone failed with `status`; the clone is already freed. The driver data outlives
+    /// the call, even if the bio ends during it.
+    fn clone_retry(&self, bio: SubmittedBio<Self>, status: BlkStatus);
 }
 
 impl<T: CloneTarget> SubmittedBio<T> {
@@ -168,9 +188,9 @@ impl<T: CloneTarget> SubmittedBio<T> {
         let sector = self.sector();
         // SAFETY: `clone` is a new bio owned by this function, from the clone bio set (by
         // the contract of `CloneTarget`), so it has a context. The upper bio travels there
-        // until `clone_end_io` takes it back.
+        // until `clone_end_io` or `clone_retry_fn` takes it back.
         unsafe {
-            clone_ctx(clone).write(self.park());
+            (*clone_ctx(clone)).upper = self.park();
             (*clone).bi_end_io = Some(clone_end_io::<T>);
             helpers::blkbounce_trace_bio_remap(clone, disk, sector);
             bindings::submit_bio_noacct(clone);
@@ -185,12 +205,66 @@ impl<T: CloneTarget> SubmittedBio<T> {
 ///
 /// Called by the block layer once per clone, whose context holds the upper bio.
 unsafe extern "C" fn clone_end_io<T: CloneTarget>(clone: *mut bindings::bio) {
-    // SAFETY: `clone` is valid until `bio_put`; its context came from `park`.
+    // SAFETY: `clone` is valid until `bio_put`, and so is its context.
+    let (ctx, status) = unsafe { (clone_ctx(clone), BlkStatus::from_raw((*clone).bi_status)) };
+    if !status.is_ok() {
+        // The work may run, end the upper bio and let the disk free the driver data before
+        // `queue_raw` returns: take the queue's address now, and hold no reference into
+        // the driver data across the call.
+        let queue = {
+            // SAFETY: The upper bio, a `SubmittedBio<T>`, stays parked in the context until
+            // it is taken back below or by `clone_retry_fn`; the references end here.
+            let (upper, driver) = unsafe { ((*ctx).upper.bio(), (*ctx).upper.driver::<T>()) };
+            driver.retry_queue(upper, status).map(Workqueue::as_raw)
+        };
+        if let Some(wq) = queue {
+            // SAFETY: The completed clone, with its context, is owned here and handed to
+            // the work, which takes it and the upper bio back; its work item is queued
+            // once. The queue is alive when the call starts, since the upper bio is
+            // counted (see `BounceDone::defer`).
+            unsafe {
+                init_and_queue_raw(
+                    wq,
+                    &raw mut (*ctx).work,
+                    clone_retry_fn::<T>,
+                    c"blkbounce_retry",
+                    static_lock_class!(),
+                );
+            }
+            return;
+        }
+    }
+    // SAFETY: The context came from `park` and is taken back once, here; the clone is not
+    // used after `bio_put`.
+    let upper = unsafe {
+        let upper = SubmittedBio::<T>::unpark((*ctx).upper);
+        bindings::bio_put(clone);
+        upper
+    };
+    T::clone_done(upper, status);
+}
+
+/// The work function of a clone handed to [`CloneTarget::clone_retry`].
+///
+/// # Safety
+///
+/// `work` is the work item of the context of a completed clone that `clone_end_io`
+/// queued, and gave up.
+unsafe extern "C" fn clone_retry_fn<T: CloneTarget>(work: *mut bindings::work_struct) {
+    // SAFETY: `work` is the first field of a `CloneCtx`, `CLONE_FRONT_PAD` bytes before
+    // its clone, which is owned here; its context came from `park` and is taken back once.
     let (upper, status) = unsafe {
-        let upper = SubmittedBio::<T>::unpark(clone_ctx(clone).read());
+        let clone = work
+            .cast::<u8>()
+            .add(CLONE_FRONT_PAD)
+            .cast::<bindings::bio>();
+        let upper = SubmittedBio::<T>::unpark((*clone_ctx(clone)).upper);
         let status = BlkStatus::from_raw((*clone).bi_status);
         bindings::bio_put(clone);
         (upper, status)
     };
-    T::clone_done(upper, status);
+    // The retry may end the bio before it returns, which alone would let the disk free
+    // the driver data during the call.
+    let hold = upper.hold_disk();
+    hold.driver().clone_retry(upper, status);
 }

@@ -3,7 +3,8 @@
 //! Bounce bios: a bio of the driver's own pages that stands in for an upper bio.
 //!
 //! A bounce bio carries its context (the upper bio, a work item for the copy-back, the
-//! time it was handed to the workqueue, the bytes of the pool's cap it holds) in the front pad of its bio set,
+//! time it was handed to the workqueue, the bytes of the pool's cap it holds, whether it
+//! retries a failed I/O) in the front pad of its bio set,
 //! and its memory as one bvec per [`Chunk`]. Writes are copied in before submission; reads
 //! are copied out after completion: at once when the completion runs in process context
 //! (a PI device's reads complete on the `kintegrityd` workqueue after verification), else
@@ -22,7 +23,7 @@ use super::{
     page_pool::{Chunk, PagePool, Reservation},
     segment_walk::{SegmentWalk, Step},
     status::BlkStatus,
-    workqueue::Workqueue,
+    workqueue::{init_and_queue_raw, Workqueue},
 };
 use core::{marker::PhantomData, mem::ManuallyDrop, ptr::NonNull};
 use kernel::{bindings, prelude::*, static_lock_class};
@@ -34,6 +35,7 @@ struct BounceCtx {
     upper: ParkedBio,
     deferred_ns: i64,
     reserved: u32,
+    retry: bool,
 }
 
 /// The front pad of the bounce bio set: the context, keeping the bio 8-byte aligned.
@@ -184,6 +186,7 @@ pub(crate) struct BounceBuffer<'a, T: BounceTarget> {
     bio: NonNull<bindings::bio>,
     room: Reservation<'a>,
     upper: SubmittedBio<T>,
+    retry: bool,
 }
 
 /// Why a [`BounceBuffer`] could not be made; what it was given comes back. Give the
@@ -242,12 +245,23 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         }
         // INVARIANT: The bio comes from the bounce bio set and has no bvecs yet; the
         // reservation was checked above.
-        Ok(BounceBuffer { bio, room, upper })
+        Ok(BounceBuffer {
+            bio,
+            room,
+            upper,
+            retry: false,
+        })
     }
 
     /// Returns the upper bio.
     pub(crate) fn upper(&self) -> &SubmittedBio<T> {
         &self.upper
+    }
+
+    /// Marks the bounce bio as the retry of an I/O of the upper bio that failed, for
+    /// [`BounceDone::is_retry`].
+    pub(crate) fn mark_retry(&mut self) {
+        self.retry = true;
     }
 
     /// Returns the number of bytes the bio covers so far.
@@ -315,6 +329,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             let ctx = ctx_of(b);
             (*ctx).upper = upper.park();
             (*ctx).reserved = room.into_raw();
+            (*ctx).retry = this.retry;
             (*b).bi_end_io = Some(bounce_end_io::<T>);
             helpers::blkbounce_trace_bio_remap(b, disk, sector);
             bindings::submit_bio_noacct(b);
@@ -370,6 +385,12 @@ impl<T: BounceTarget> BounceDone<T> {
         unsafe { (*self.ctx()).upper.driver::<T>() }
     }
 
+    /// Returns `true` if the bounce bio was marked by [`BounceBuffer::mark_retry`].
+    pub(crate) fn is_retry(&self) -> bool {
+        // SAFETY: By the type invariant the bio is a bounce bio, whose context `submit` set.
+        unsafe { (*self.ctx()).retry }
+    }
+
     /// Returns the time since [`BounceDone::defer`] handed the bio to the copy queue, in
     /// nanoseconds. Only for a `BounceDone` that [`BounceTarget::bounce_work`] received.
     pub(crate) fn ns_since_defer(&self) -> u64 {
@@ -413,15 +434,13 @@ impl<T: BounceTarget> BounceDone<T> {
         // lock throughout, which `destroy_workqueue` waits for before it frees the queue.
         unsafe {
             (*ctx).deferred_ns = bindings::ktime_get();
-            let work = &raw mut (*ctx).work;
-            bindings::init_work_with_key(
-                work,
-                Some(bounce_work_fn::<T>),
-                false,
-                c"blkbounce_copy".as_char_ptr(),
-                static_lock_class!().as_ptr(),
+            init_and_queue_raw(
+                wq,
+                &raw mut (*ctx).work,
+                bounce_work_fn::<T>,
+                c"blkbounce_copy",
+                static_lock_class!(),
             );
-            Workqueue::queue_raw(wq, work);
         }
     }
 

@@ -389,6 +389,19 @@ impl<T: BioDriver> SubmittedBio<T> {
         self.bio.as_ptr()
     }
 
+    /// Takes a count of the disk's own, so that its driver data outlives the returned
+    /// hold even once this bio has ended.
+    pub(super) fn hold_disk(&self) -> DiskHold<T> {
+        let shared = self.shared();
+        // The bio's own count keeps the total above zero, so the disk's drop has not
+        // returned and cannot before the hold is dropped.
+        shared.inflight.fetch_add(1, Full);
+        // INVARIANT: A count was just taken.
+        DiskHold {
+            shared: NonNull::from(shared),
+        }
+    }
+
     /// Returns the gendisk the bio was submitted to.
     pub(super) fn gendisk(&self) -> *mut bindings::gendisk {
         // SAFETY: By the type invariant the bio and its disk are valid.
@@ -478,6 +491,31 @@ impl<T: BioDriver> Drop for SubmittedBio<T> {
             _driver: PhantomData,
         };
         bio.end(BlkStatus::io_error());
+    }
+}
+
+/// A count of a disk's `inflight` that is not a bio: the disk's drop, and with it the
+/// freeing of the driver data, waits until it is dropped.
+///
+/// # Invariants
+///
+/// `shared` belongs to a `Disk<T>`, in whose `inflight` this hold owns one count.
+pub(super) struct DiskHold<T: BioDriver> {
+    shared: NonNull<DiskShared<T>>,
+}
+
+impl<T: BioDriver> DiskHold<T> {
+    /// Returns the driver data.
+    pub(super) fn driver(&self) -> &T {
+        // SAFETY: By the type invariant the count keeps `*shared` alive while `self` lives.
+        unsafe { &(*self.shared.as_ptr()).driver }
+    }
+}
+
+impl<T: BioDriver> Drop for DiskHold<T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the hold owns one count, given up once, here.
+        unsafe { DiskShared::put_inflight(self.shared.as_ptr()) };
     }
 }
 

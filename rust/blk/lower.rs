@@ -27,6 +27,22 @@ pub(crate) struct Inspection {
     pub(crate) is_zoned: bool,
 }
 
+/// What the integrity profile of a block device checks (`/sys/block/<dev>/integrity/`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Integrity {
+    /// The profile has a guard checksum (`format` is a T10 PI or NVMe PI type), so
+    /// protected I/O has a guard over its data.
+    pub(crate) guard: bool,
+    /// The block layer computes the guard of each write at submission (`write_generate`),
+    /// and the device checks it against the data it receives.
+    pub(crate) generated: bool,
+    /// The block layer checks the guard of each read after it completes (`read_verify`).
+    pub(crate) verified: bool,
+    /// The profile is stacked from the devices of a dm or md device, which may send the
+    /// data of one bio to more than one of them.
+    pub(crate) stacked: bool,
+}
+
 /// A block device opened for reading and writing, exclusively for one holder.
 ///
 /// # Invariants
@@ -113,6 +129,36 @@ impl LowerDevice {
     pub(crate) fn is_zoned(&self) -> bool {
         // SAFETY: The block device is valid while it is open.
         unsafe { helpers::blkbounce_bdev_is_zoned(self.as_raw()) }
+    }
+
+    /// Returns what the device's integrity profile checks, as it is now: an administrator
+    /// may turn `read_verify` and `write_generate` off at any time.
+    pub(crate) fn integrity(&self) -> Integrity {
+        // SAFETY: The block device is valid while it is open, and so are its queue limits.
+        // Their update (`queue_limits_commit_update`) freezes the queue and writes whole
+        // fields; each field is read once.
+        let (csum, flags) = unsafe {
+            let bi = helpers::blkbounce_bdev_integrity(self.as_raw());
+            (
+                core::ptr::read_volatile(&raw const (*bi).csum_type),
+                core::ptr::read_volatile(&raw const (*bi).flags),
+            )
+        };
+        // SAFETY: Constants defined in `helpers.c`, never written.
+        let (noverify, nogenerate, stacked) = unsafe {
+            (
+                helpers::blkbounce_blk_integrity_noverify,
+                helpers::blkbounce_blk_integrity_nogenerate,
+                helpers::blkbounce_blk_integrity_stacked,
+            )
+        };
+        let guard = csum != bindings::blk_integrity_checksum_BLK_INTEGRITY_CSUM_NONE;
+        Integrity {
+            guard,
+            generated: guard && flags & nogenerate == 0,
+            verified: guard && flags & noverify == 0,
+            stacked: flags & stacked != 0,
+        }
     }
 
     /// Returns the capacity in 512-byte sectors.

@@ -28,6 +28,13 @@ impl BlkStatus {
         Self(unsafe { helpers::blkbounce_blk_sts_again })
     }
 
+    /// The device found the data and its protection information disagree
+    /// (`BLK_STS_PROTECTION`, `EILSEQ`): a PI guard or reference tag check failed.
+    pub(crate) fn protection() -> Self {
+        // SAFETY: A constant defined in `helpers.c`, never written.
+        Self(unsafe { helpers::blkbounce_blk_sts_protection })
+    }
+
     /// Wraps the raw status of a completed bio.
     pub(super) fn from_raw(raw: bindings::blk_status_t) -> Self {
         Self(raw)

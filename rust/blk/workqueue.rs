@@ -6,7 +6,7 @@
 //! which the system queues lack.
 
 use core::ptr::NonNull;
-use kernel::{bindings, prelude::*};
+use kernel::{bindings, prelude::*, sync::LockClassKey};
 
 /// A workqueue with a rescuer thread (`WQ_MEM_RECLAIM`), so its work runs even when no new
 /// worker can be created under memory pressure.
@@ -69,6 +69,27 @@ impl Workqueue {
         unsafe {
             bindings::queue_work_on(bindings::wq_misc_consts_WORK_CPU_UNBOUND as i32, wq, work)
         };
+    }
+}
+
+/// Initialises `work` to run `func`, then queues it on `wq` as [`Workqueue::queue_raw`]
+/// does. `name` and `key` give lockdep the kind of work: one key per kind.
+///
+/// # Safety
+///
+/// As for [`Workqueue::queue_raw`], and `work` must be neither queued nor running.
+pub(super) unsafe fn init_and_queue_raw(
+    wq: *mut bindings::workqueue_struct,
+    work: *mut bindings::work_struct,
+    func: unsafe extern "C" fn(*mut bindings::work_struct),
+    name: &'static CStr,
+    key: Pin<&'static LockClassKey>,
+) {
+    // SAFETY: `work` is valid and idle, so it may be initialised; the caller vouches for
+    // the rest.
+    unsafe {
+        bindings::init_work_with_key(work, Some(func), false, name.as_char_ptr(), key.as_ptr());
+        Workqueue::queue_raw(wq, work);
     }
 }
 

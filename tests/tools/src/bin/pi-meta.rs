@@ -4,7 +4,7 @@
 //! io_uring's PI attribute (`IORING_RW_ATTR_FLAG_PI`).
 //!
 //! ```text
-//! pi-meta --dev PATH [--block N]
+//! pi-meta --dev PATH [--block N] [--bad-guard]
 //! ```
 //!
 //! Writes one 4096-byte block (default block 1) with a T10 DIF type 1 tuple computed over
@@ -13,6 +13,10 @@
 //! `write=<result> read=<result>`, each `ok` or the errno's name, and exits 0 whatever
 //! they are: the caller decides what each device should do. A device without an
 //! integrity profile refuses the write with `EINVAL`.
+//!
+//! With `--bad-guard` the tuple's guard is wrong, and the write asks for no checks, so a
+//! PI device stores it as given: every later read of the block that the kernel verifies
+//! fails with `EILSEQ`, whatever path it takes. A clean write of the block repairs it.
 
 use blkbounce_tests::{args::Args, buffer::Buffer, device, pattern};
 use std::io;
@@ -276,7 +280,7 @@ fn result(res: i32) -> String {
 }
 
 fn run() -> Result<(), String> {
-    let args = Args::parse(&[])?;
+    let args = Args::parse(&["bad-guard"])?;
     let path = args.required("dev")?;
     let block: u64 = args.number("block", 1)?;
     let file = device::open(path, true).map_err(|e| format!("{path}: {e}"))?;
@@ -284,7 +288,10 @@ fn run() -> Result<(), String> {
 
     let mut data = Buffer::new(BLOCK);
     pattern::fill(data.bytes_mut(), 7, block * BLOCK as u64);
-    let guard = crc_t10dif(data.bytes_mut());
+    let mut guard = crc_t10dif(data.bytes_mut());
+    if args.flag("bad-guard") {
+        guard = !guard;
+    }
     let mut tuple = Buffer::new(8);
     let t = tuple.bytes_mut();
     t[0..2].copy_from_slice(&guard.to_be_bytes());
