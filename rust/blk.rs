@@ -42,6 +42,7 @@ mod helpers {
         pub(super) static blkbounce_blk_integrity_noverify: u8;
         pub(super) static blkbounce_blk_integrity_nogenerate: u8;
         pub(super) static blkbounce_blk_integrity_stacked: u8;
+        pub(super) static blkbounce_blk_integrity_device_capable: u8;
 
         pub(super) fn blkbounce_bdev_is_zoned(bdev: *mut bindings::block_device) -> bool;
         pub(super) fn blkbounce_disk_io_stat(disk: *mut bindings::gendisk) -> bool;
@@ -67,9 +68,10 @@ mod helpers {
         pub(super) fn blkbounce_wq_has_sleeper(wq_head: *mut bindings::wait_queue_head) -> bool;
         pub(super) fn blkbounce_may_copy_here() -> bool;
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
-        pub(super) fn blkbounce_bdev_integrity(
+        pub(super) fn blkbounce_bdev_limits(
             bdev: *mut bindings::block_device,
-        ) -> *mut bindings::blk_integrity;
+            lim: *mut bindings::queue_limits,
+        );
         pub(super) fn blkbounce_bdev_holder(
             bdev: *mut bindings::block_device,
         ) -> *mut kernel::ffi::c_void;

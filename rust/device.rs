@@ -159,26 +159,33 @@ impl BounceDevice {
         }
     }
 
-    fn bounce(&self, bio: SubmittedBio<Self>, reason: Reason) {
+    /// Bounces `bio`. Returns `false` if it ended the bio itself, with an error, rather than
+    /// sending it down.
+    fn bounce(&self, bio: SubmittedBio<Self>, reason: Reason) -> bool {
         // Room under the cap first: a bio over it waits for bounce bios to complete.
         let bytes = chunking::bounce_bytes(bio.size());
         let room = match self.pages.reserve(bytes, Gfp::NoWait) {
             Some(room) => room,
             None if bio.is_nowait() => {
                 self.stats.cap_again();
-                return self.again(bio);
+                self.again(bio);
+                return false;
             }
             None => match self.pages.reserve(bytes, Gfp::NoIo) {
                 Some(room) => room,
                 // Only a bio larger than the cap, which the split prevents, gets here.
-                None => return bio.end(BlkStatus::io_error()),
+                None => {
+                    bio.end(BlkStatus::io_error());
+                    return false;
+                }
             },
         };
         let mut buffer = match self.alloc_bounce(bio, room, Gfp::NoWait) {
             Ok(buffer) => buffer,
             Err(no) if no.upper.is_nowait() => {
                 self.stats.nowait_again();
-                return no.fail(BlkStatus::again());
+                no.fail(BlkStatus::again());
+                return false;
             }
             Err(NoBuffer { room, upper }) => {
                 // Serve bios one at a time from the reserve, which holds a whole bio.
@@ -189,7 +196,10 @@ impl BounceDevice {
                 match result {
                     Ok(buffer) => buffer,
                     // The reserve always serves a `Gfp::NoIo` allocation in the end.
-                    Err(no) => return no.fail(BlkStatus::io_error()),
+                    Err(no) => {
+                        no.fail(BlkStatus::io_error());
+                        return false;
+                    }
                 }
             }
         };
@@ -204,6 +214,7 @@ impl BounceDevice {
             self.stats.bounced_read(size);
         }
         buffer.submit();
+        true
     }
 
     /// Ends a `REQ_NOWAIT` bio that would have to wait.
@@ -293,7 +304,9 @@ unsafe impl BioDriver for BounceDevice {
         self.trace(&bio, decision);
         match decision {
             Decision::PassThrough | Decision::ZeroCopyFirst => self.pass_through(bio),
-            Decision::Bounce(reason) => self.bounce(bio, reason),
+            Decision::Bounce(reason) => {
+                self.bounce(bio, reason);
+            }
         }
     }
 }
@@ -322,10 +335,13 @@ unsafe impl CloneTarget for BounceDevice {
     /// Sends the bio again, through bounce pages: a write copied from the caller's pages as
     /// they are now, a read into bounce pages copied back when it completes. Only the
     /// retry's status reaches the caller.
-    fn clone_retry(&self, bio: SubmittedBio<Self>, _status: BlkStatus) {
+    fn clone_retry(&self, bio: SubmittedBio<Self>) {
         self.stats.retried(bio.op());
         self.trace(&bio, "protection error, retry bounced");
-        self.bounce(bio, Reason::Retry);
+        if !self.bounce(bio, Reason::Retry) {
+            // Ended here, before it went down (`BLK_STS_AGAIN` for a `REQ_NOWAIT` bio).
+            self.stats.retry_failed();
+        }
     }
 }
 

@@ -37,6 +37,7 @@ extern const blk_mode_t blkbounce_blk_open_write;
 extern const unsigned char blkbounce_blk_integrity_noverify;
 extern const unsigned char blkbounce_blk_integrity_nogenerate;
 extern const unsigned char blkbounce_blk_integrity_stacked;
+extern const unsigned char blkbounce_blk_integrity_device_capable;
 
 const blk_status_t blkbounce_blk_sts_ioerr = BLK_STS_IOERR;
 const blk_status_t blkbounce_blk_sts_again = BLK_STS_AGAIN;
@@ -49,6 +50,7 @@ const blk_mode_t blkbounce_blk_open_write = BLK_OPEN_WRITE;
 const unsigned char blkbounce_blk_integrity_noverify = BLK_INTEGRITY_NOVERIFY;
 const unsigned char blkbounce_blk_integrity_nogenerate = BLK_INTEGRITY_NOGENERATE;
 const unsigned char blkbounce_blk_integrity_stacked = BLK_INTEGRITY_STACKED;
+const unsigned char blkbounce_blk_integrity_device_capable = BLK_INTEGRITY_DEVICE_CAPABLE;
 
 sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev);
 
@@ -58,7 +60,7 @@ sector_t blkbounce_bdev_nr_sectors(struct block_device *bdev)
 }
 
 void *blkbounce_bdev_holder(struct block_device *bdev);
-struct blk_integrity *blkbounce_bdev_integrity(struct block_device *bdev);
+void blkbounce_bdev_limits(struct block_device *bdev, struct queue_limits *lim);
 bool blkbounce_bdev_is_zoned(struct block_device *bdev);
 bool blkbounce_disk_io_stat(struct gendisk *disk);
 void blkbounce_trace_bio_remap(struct bio *bio, struct gendisk *from, sector_t sector);
@@ -84,9 +86,11 @@ void *blkbounce_bdev_holder(struct block_device *bdev)
 	return READ_ONCE(bdev->bd_holder);
 }
 
-struct blk_integrity *blkbounce_bdev_integrity(struct block_device *bdev)
+/* A consistent copy of the queue limits, taken under the queue's limits lock. */
+void blkbounce_bdev_limits(struct block_device *bdev, struct queue_limits *lim)
 {
-	return &bdev_limits(bdev)->integrity;
+	*lim = queue_limits_start_update(bdev_get_queue(bdev));
+	queue_limits_cancel_update(bdev_get_queue(bdev));
 }
 
 unsigned int blkbounce_page_order(struct page *page);

@@ -44,7 +44,9 @@ impl Mode {
     /// the data it receives, and check the guard of each read after it completes. A stacked
     /// profile (dm, md) is refused too: a mirror writes the data to several devices, each
     /// of which checks only the copy it received, so changed data could leave them
-    /// different without an error. The other modes run over anything.
+    /// different without an error. So is a device that does not check PI itself, and one
+    /// that needs stable pages for another check (a data digest), whose failures are not
+    /// protection errors. The other modes run over anything.
     pub(crate) fn unsupported_by(self, lower: Integrity) -> Option<&'static str> {
         if self != Self::Optimistic {
             None
@@ -52,6 +54,10 @@ impl Mode {
             Some("has no integrity profile with a guard (T10 PI or NVMe PI)")
         } else if lower.stacked {
             Some("has a stacked integrity profile (dm or md), whose devices each check only their own copy")
+        } else if !lower.device_checks {
+            Some("does not store and check protection information itself (integrity/device_is_integrity_capable is 0)")
+        } else if lower.other_checks {
+            Some("needs stable pages for a check of its own (a data digest), whose failures are not protection errors")
         } else if !lower.generated {
             Some("does not generate protection information for writes (integrity/write_generate is 0)")
         } else if !lower.verified {
@@ -96,13 +102,17 @@ mod tests {
             guard: true,
             generated: true,
             verified: true,
+            device_checks: true,
             stacked: false,
+            other_checks: false,
         };
         let none = Integrity {
             guard: false,
             generated: false,
             verified: false,
+            device_checks: false,
             stacked: false,
+            other_checks: false,
         };
         for lower in [pi, none] {
             for mode in [Mode::Auto, Mode::Always, Mode::Off] {
@@ -122,6 +132,14 @@ mod tests {
             },
             Integrity {
                 verified: false,
+                ..pi
+            },
+            Integrity {
+                device_checks: false,
+                ..pi
+            },
+            Integrity {
+                other_checks: true,
                 ..pi
             },
         ];

@@ -158,8 +158,9 @@ pub(crate) fn decide(mode: Mode, io: Io, data: &impl FolioWalk) -> Decision {
 }
 
 /// Returns `true` if the bio `io`, sent down zero-copy in `mode`, is to be sent again through
-/// bounce pages after it failed, with a protection error if `protection_error`: in
-/// `optimistic`, a read or write with data whose check found the data changed. Every other
+/// bounce pages after it failed; `protection_error` says whether the failure was a
+/// protection error. Only in `optimistic`, only a read or write with data, and only for a
+/// protection error: the device or the block layer found the data changed. Every other
 /// failure reaches the submitter as it is.
 pub(crate) fn retried(mode: Mode, io: Io, protection_error: bool) -> bool {
     mode == Mode::Optimistic

@@ -145,7 +145,8 @@ impl Stats {
         counter.fetch_add(1, Relaxed);
     }
 
-    /// Counts a retry that failed too (it is also counted by [`Stats::failed`]).
+    /// Counts a retry that failed too: ended by blkbounce before it went down, or by the
+    /// lower device (then also counted by [`Stats::failed`] or [`Stats::nowait_again`]).
     pub(crate) fn retry_failed(&self) {
         self.retries_failed.fetch_add(1, Relaxed);
     }
@@ -241,10 +242,12 @@ pub(crate) struct StatsSnapshot {
     pub(crate) cap_again: u64,
     /// Bios completed with an error of the lower device.
     pub(crate) errors: u64,
-    /// `mode=optimistic`: zero-copy reads and writes that failed with a protection error
-    /// and were retried through bounce pages, and the retries that failed too.
+    /// `mode=optimistic`: zero-copy reads that failed with a protection error and were
+    /// retried through bounce pages.
     pub(crate) retries_read: u64,
+    /// Likewise, writes.
     pub(crate) retries_write: u64,
+    /// Retries that failed too.
     pub(crate) retries_failed: u64,
     /// Read copy-backs; those handed to the copy queue, and their time from the hand-off
     /// to the upper completion.

@@ -158,9 +158,8 @@ pub(crate) unsafe trait CloneTarget: BioDriver {
     fn retry_queue(&self, upper: &Bio, status: BlkStatus) -> Option<&Workqueue>;
 
     /// Called in process context, on the queue `retry_queue` returned, with the bio whose
-    /// clone failed with `status`; the clone is already freed. The driver data outlives
-    /// the call, even if the bio ends during it.
-    fn clone_retry(&self, bio: SubmittedBio<Self>, status: BlkStatus);
+    /// clone failed. The driver data outlives the call, even if the bio ends during it.
+    fn clone_retry(&self, bio: SubmittedBio<Self>);
 }
 
 impl<T: CloneTarget> SubmittedBio<T> {
@@ -253,18 +252,20 @@ unsafe extern "C" fn clone_end_io<T: CloneTarget>(clone: *mut bindings::bio) {
 unsafe extern "C" fn clone_retry_fn<T: CloneTarget>(work: *mut bindings::work_struct) {
     // SAFETY: `work` is the first field of a `CloneCtx`, `CLONE_FRONT_PAD` bytes before
     // its clone, which is owned here; its context came from `park` and is taken back once.
-    let (upper, status) = unsafe {
+    let (clone, upper) = unsafe {
         let clone = work
             .cast::<u8>()
             .add(CLONE_FRONT_PAD)
             .cast::<bindings::bio>();
-        let upper = SubmittedBio::<T>::unpark((*clone_ctx(clone)).upper);
-        let status = BlkStatus::from_raw((*clone).bi_status);
-        bindings::bio_put(clone);
-        (upper, status)
+        (clone, SubmittedBio::<T>::unpark((*clone_ctx(clone)).upper))
     };
     // The retry may end the bio before it returns, which alone would let the disk free
-    // the driver data during the call.
+    // the driver data (and close the lower device) during the call.
     let hold = upper.hold_disk();
-    hold.driver().clone_retry(upper, status);
+    hold.driver().clone_retry(upper);
+    // SAFETY: The clone is owned here and used no more. It is freed only now, so that its
+    // work item, which is running, cannot come back from the bio set as a new item while
+    // this one runs; the hold keeps its lower device open until then.
+    unsafe { bindings::bio_put(clone) };
+    drop(hold);
 }

@@ -33,14 +33,21 @@ pub(crate) struct Integrity {
     /// The profile has a guard checksum (`format` is a T10 PI or NVMe PI type), so
     /// protected I/O has a guard over its data.
     pub(crate) guard: bool,
-    /// The block layer computes the guard of each write at submission (`write_generate`),
-    /// and the device checks it against the data it receives.
+    /// The block layer computes the guard of each write at submission (`write_generate`).
     pub(crate) generated: bool,
+    /// The device itself stores and checks the protection information
+    /// (`integrity/device_is_integrity_capable`), as NVMe and SCSI DIF devices declare.
+    /// That it checks the guard of a write against the data it receives is what the
+    /// standards ask of such a device; blkbounce cannot verify it.
+    pub(crate) device_checks: bool,
     /// The block layer checks the guard of each read after it completes (`read_verify`).
     pub(crate) verified: bool,
     /// The profile is stacked from the devices of a dm or md device, which may send the
     /// data of one bio to more than one of them.
     pub(crate) stacked: bool,
+    /// The device needs stable pages for a check of its own (`BLK_FEAT_STABLE_WRITES`: a
+    /// transport data digest, as nvme-tcp's), whose failures are not protection errors.
+    pub(crate) other_checks: bool,
 }
 
 /// A block device opened for reading and writing, exclusively for one holder.
@@ -132,24 +139,22 @@ impl LowerDevice {
     }
 
     /// Returns what the device's integrity profile checks, as it is now: an administrator
-    /// may turn `read_verify` and `write_generate` off at any time.
+    /// may turn `read_verify` and `write_generate` off at any time. May sleep.
     pub(crate) fn integrity(&self) -> Integrity {
-        // SAFETY: The block device is valid while it is open, and so are its queue limits.
-        // Their update (`queue_limits_commit_update`) freezes the queue and writes whole
-        // fields; each field is read once.
-        let (csum, flags) = unsafe {
-            let bi = helpers::blkbounce_bdev_integrity(self.as_raw());
-            (
-                core::ptr::read_volatile(&raw const (*bi).csum_type),
-                core::ptr::read_volatile(&raw const (*bi).flags),
-            )
-        };
+        // SAFETY: An all-zero `queue_limits` is a valid value to copy over.
+        let mut lim: bindings::queue_limits = unsafe { core::mem::zeroed() };
+        // SAFETY: The block device is valid while it is open; `lim` is valid for writes.
+        // The copy is taken under the queue's limits lock, so its fields agree.
+        unsafe { helpers::blkbounce_bdev_limits(self.as_raw(), &mut lim) };
+        let (csum, flags) = (lim.integrity.csum_type, lim.integrity.flags);
         // SAFETY: Constants defined in `helpers.c`, never written.
-        let (noverify, nogenerate, stacked) = unsafe {
+        let (noverify, nogenerate, stacked, capable, stable_writes) = unsafe {
             (
                 helpers::blkbounce_blk_integrity_noverify,
                 helpers::blkbounce_blk_integrity_nogenerate,
                 helpers::blkbounce_blk_integrity_stacked,
+                helpers::blkbounce_blk_integrity_device_capable,
+                helpers::blkbounce_blk_feat_stable_writes,
             )
         };
         let guard = csum != bindings::blk_integrity_checksum_BLK_INTEGRITY_CSUM_NONE;
@@ -157,7 +162,9 @@ impl LowerDevice {
             guard,
             generated: guard && flags & nogenerate == 0,
             verified: guard && flags & noverify == 0,
+            device_checks: flags & capable != 0,
             stacked: flags & stacked != 0,
+            other_checks: lim.features & stable_writes != 0,
         }
     }
 

@@ -77,7 +77,9 @@ impl Workqueue {
 ///
 /// # Safety
 ///
-/// As for [`Workqueue::queue_raw`], and `work` must be neither queued nor running.
+/// As for [`Workqueue::queue_raw`], and `work` must not be pending. Its memory may be that
+/// of a work item whose function still runs, having freed it: the workqueue then runs the
+/// new item after that function returns (`find_worker_executing_work`).
 pub(super) unsafe fn init_and_queue_raw(
     wq: *mut bindings::workqueue_struct,
     work: *mut bindings::work_struct,
@@ -85,8 +87,8 @@ pub(super) unsafe fn init_and_queue_raw(
     name: &'static CStr,
     key: Pin<&'static LockClassKey>,
 ) {
-    // SAFETY: `work` is valid and idle, so it may be initialised; the caller vouches for
-    // the rest.
+    // SAFETY: `work` is valid and not pending, so it may be initialised; the caller
+    // vouches for the rest.
     unsafe {
         bindings::init_work_with_key(work, Some(func), false, name.as_char_ptr(), key.as_ptr());
         Workqueue::queue_raw(wq, work);
