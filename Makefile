@@ -12,7 +12,7 @@ DURATION ?= 600
 XFSTESTS_DIR ?=
 TESTS ?= -g quick
 
-.PHONY: all toolchain kernel module install clippy fmt fmt-check tools check stress bench xfstests demo clean
+.PHONY: all toolchain kernel module install install-tool dkms-source reboot-test clippy fmt fmt-check tools check stress bench xfstests demo clean
 
 all: module
 
@@ -36,16 +36,35 @@ install:
 	$(if $(KDIR),,$(error make install needs KDIR=<kernel build tree>, after make module KDIR=...))
 	scripts/build-module --kdir $(KDIR) --install
 
+# make install-tool (as root) installs blkbouncectl into $(PREFIX)/sbin and its systemd
+# unit into /etc/systemd/system, under DESTDIR if given.
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+install-tool:
+	cargo build --quiet --release --locked --manifest-path tool/Cargo.toml
+	install -D -m 755 tool/target/release/blkbouncectl $(DESTDIR)$(PREFIX)/sbin/blkbouncectl
+	sed 's|/usr/local/sbin/blkbouncectl|$(PREFIX)/sbin/blkbouncectl|' tool/systemd/blkbounce.service | \
+		install -D -m 644 /dev/stdin $(DESTDIR)/etc/systemd/system/blkbounce.service
+
+# make dkms-source (as root) makes $(DKMS_SOURCE)/blkbounce-<version> for dkms add.
+DKMS_SOURCE ?= /usr/src
+
+dkms-source:
+	scripts/dkms-source $(DKMS_SOURCE)
+
 clippy:
 	CLIPPY=1 $(BUILD_MODULE)
 
 fmt:
 	rustfmt --edition 2021 rust/blkbounce.rs
 	cargo fmt --manifest-path tests/tools/Cargo.toml
+	cargo fmt --manifest-path tool/Cargo.toml
 
 fmt-check:
 	rustfmt --edition 2021 --check rust/blkbounce.rs
 	cargo fmt --manifest-path tests/tools/Cargo.toml --check
+	cargo fmt --manifest-path tool/Cargo.toml --check
 
 tools:
 	scripts/build-tools
@@ -55,6 +74,10 @@ check:
 
 stress:
 	BLKBOUNCE_STRESS_SECONDS=$(DURATION) scripts/check stress/001
+
+# Two boots: devices made and saved with blkbouncectl in the first come back in the second.
+reboot-test:
+	scripts/reboot-test
 
 bench:
 	scripts/bench

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! blkbouncectl: creates, lists, saves and restores blkbounce devices through configfs.
+//!
+//! ```text
+//! blkbouncectl create NAME --backing DEV [--mode MODE] [--max-bounce-bytes N]
+//! blkbouncectl remove NAME
+//! blkbouncectl list
+//! blkbouncectl stats NAME [--json]
+//! blkbouncectl save [FILE]
+//! blkbouncectl restore [FILE] [--wait SECONDS]
+//! ```
+//!
+//! FILE is `/etc/blkbounce.json` by default. Errors name the step and configfs's errno;
+//! the kernel log has the module's reason. The exit status is 1 if anything failed.
+
+mod configfs;
+mod errno;
+mod restore_plan;
+mod saved;
+mod stable_name;
+
+use clap::{Parser, Subcommand};
+use configfs::{stat, Configfs, Failure, Spec};
+use restore_plan::Step;
+use saved::{Saved, SavedDevice};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "blkbouncectl",
+    version,
+    about = "Manage blkbounce devices (configfs)"
+)]
+struct Cli {
+    /// The module's configfs directory.
+    #[arg(long, default_value = configfs::ROOT, global = true)]
+    configfs: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create and enable a device over a backing block device.
+    Create {
+        name: String,
+        /// The backing block device.
+        #[arg(long)]
+        backing: String,
+        /// auto (the module's default), always, optimistic or off.
+        #[arg(long)]
+        mode: Option<String>,
+        /// The cap on bounce memory in flight, in bytes.
+        #[arg(long)]
+        max_bounce_bytes: Option<u64>,
+    },
+    /// Disable and remove a device.
+    Remove { name: String },
+    /// List the devices with their main counters.
+    List,
+    /// Print a device's counters.
+    Stats {
+        name: String,
+        /// As one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save every device, by the stable name of its backing device.
+    Save {
+        #[arg(default_value = saved::DEFAULT_FILE)]
+        file: PathBuf,
+    },
+    /// Create the saved devices that do not exist; leave those that do.
+    Restore {
+        #[arg(default_value = saved::DEFAULT_FILE)]
+        file: PathBuf,
+        /// Wait up to this many seconds for missing backing devices to appear.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = Configfs::open(&cli.configfs).and_then(|cfs| run(&cfs, cli.command));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("blkbouncectl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command; `Ok(false)` when it reported failures of its own.
+fn run(cfs: &Configfs, command: Command) -> Result<bool, Failure> {
+    match command {
+        Command::Create {
+            name,
+            backing,
+            mode,
+            max_bounce_bytes,
+        } => {
+            let spec = Spec {
+                backing,
+                mode,
+                max_bounce_bytes,
+                trace: false,
+                enable: true,
+            };
+            let device = cfs.create(&name, &spec)?;
+            println!(
+                "{name}: /dev/{} over {} (mode {})",
+                device.disk, device.backing, device.mode
+            );
+        }
+        Command::Remove { name } => {
+            cfs.remove(&name)?;
+            println!("{name}: removed");
+        }
+        Command::List => list(cfs)?,
+        Command::Stats { name, json } => {
+            let stats = cfs.stats(&name)?;
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> =
+                    stats.into_iter().map(|(k, v)| (k, v.into())).collect();
+                println!("{}", serde_json::Value::Object(map));
+            } else {
+                for (k, v) in stats {
+                    println!("{k} {v}");
+                }
+            }
+        }
+        Command::Save { file } => save(cfs, &file)?,
+        Command::Restore { file, wait } => return restore(cfs, &file, wait),
+    }
+    Ok(true)
+}
+
+fn list(cfs: &Configfs) -> Result<(), Failure> {
+    let row = |cells: [&str; 9]| {
+        println!(
+            "{:<12} {:<40} {:<10} {:<12} {:>10} {:>10} {:>12} {:>8} {:>7}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
+            cells[6],
+            cells[7],
+            cells[8]
+        )
+    };
+    row([
+        "NAME",
+        "BACKING",
+        "MODE",
+        "DISK",
+        "BOUNCED:R",
+        "BOUNCED:W",
+        "PASSED",
+        "RETRIED",
+        "ERRORS",
+    ]);
+    for d in cfs.devices()? {
+        let stats = cfs.stats(&d.name)?;
+        let n = |key: &str| stat(&stats, key).to_string();
+        let retried = (stat(&stats, "optimistic_retries_read")
+            + stat(&stats, "optimistic_retries_write"))
+        .to_string();
+        let disk = if d.enabled {
+            format!("/dev/{}", d.disk)
+        } else {
+            "(disabled)".into()
+        };
+        row([
+            &d.name,
+            &d.backing,
+            &d.mode,
+            &disk,
+            &n("bounced_read_bios"),
+            &n("bounced_write_bios"),
+            &n("passthrough_bios"),
+            &retried,
+            &n("errors"),
+        ]);
+    }
+    Ok(())
+}
+
+/// The module's default cap, which `save` leaves out: it depends on the machine's memory.
+fn saved_device(d: &configfs::Device) -> SavedDevice {
+    let backing = stable_name::stable_path(Path::new(&d.backing), Path::new(stable_name::BY_ID))
+        .unwrap_or_else(|_| PathBuf::from(&d.backing));
+    SavedDevice {
+        name: d.name.clone(),
+        backing: backing.to_string_lossy().into_owned(),
+        mode: d.mode.clone(),
+        max_bounce_bytes: None,
+        trace: d.trace,
+        enabled: d.enabled,
+    }
+}
+
+fn save(cfs: &Configfs, file: &Path) -> Result<(), Failure> {
+    let devices = cfs.devices()?;
+    let saved = Saved {
+        version: saved::VERSION,
+        devices: devices.iter().map(saved_device).collect(),
+    };
+    // Written whole, then renamed over the old file: a crash leaves one or the other.
+    let tmp = file.with_extension("json.tmp");
+    let io = |what: &str| {
+        let what = format!("{what} {}", file.display());
+        move |err| Failure { what, err }
+    };
+    fs::write(&tmp, saved.to_text()).map_err(io("writing"))?;
+    fs::rename(&tmp, file).map_err(io("replacing"))?;
+    for d in &saved.devices {
+        println!("{}: saved, backing {}, mode {}", d.name, d.backing, d.mode);
+    }
+    println!(
+        "{} device(s) saved to {}",
+        saved.devices.len(),
+        file.display()
+    );
+    Ok(())
+}
+
+fn resolve(path: &Path) -> Option<PathBuf> {
+    fs::canonicalize(path).ok()
+}
+
+fn restore(cfs: &Configfs, file: &Path, wait: u64) -> Result<bool, Failure> {
+    let text = fs::read_to_string(file).map_err(|err| Failure {
+        what: format!("reading {}", file.display()),
+        err,
+    })?;
+    let saved = Saved::parse(&text).map_err(|why| Failure {
+        what: format!("{}: {why}", file.display()),
+        err: std::io::Error::from_raw_os_error(22),
+    })?;
+    // Backing devices may still be appearing at boot.
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    while saved
+        .devices
+        .iter()
+        .any(|d| resolve(Path::new(&d.backing)).is_none())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut ok = true;
+    for step in restore_plan::plan(&saved.devices, &cfs.devices()?, resolve) {
+        match step {
+            Step::Create(d, _) => {
+                let spec = Spec {
+                    backing: d.backing.clone(),
+                    mode: Some(d.mode.clone()),
+                    max_bounce_bytes: d.max_bounce_bytes,
+                    trace: d.trace,
+                    enable: d.enabled,
+                };
+                match cfs.create(&d.name, &spec) {
+                    Ok(made) if made.enabled => {
+                        println!(
+                            "{}: created /dev/{} over {} (mode {})",
+                            d.name, made.disk, d.backing, d.mode
+                        )
+                    }
+                    Ok(_) => println!(
+                        "{}: created, disabled, over {} (mode {})",
+                        d.name, d.backing, d.mode
+                    ),
+                    Err(e) => {
+                        eprintln!("blkbouncectl: {}: not restored: {e}", d.name);
+                        ok = false;
+                    }
+                }
+            }
+            Step::Enable(name) => match cfs.write(&name, "enable", "1") {
+                Ok(()) => println!("{name}: enabled"),
+                Err(e) => {
+                    eprintln!("blkbouncectl: {name}: not restored: {e}");
+                    ok = false;
+                }
+            },
+            Step::Unchanged(name) => println!("{name}: already as saved, unchanged"),
+            Step::NoBacking(name, backing) => {
+                eprintln!(
+                    "blkbouncectl: {name}: not restored: backing {backing}: {}",
+                    errno::describe(&std::io::Error::from_raw_os_error(2))
+                );
+                ok = false;
+            }
+            Step::Differs(name, why) => {
+                eprintln!("blkbouncectl: {name}: not restored: a device of that name exists and {why}; left as it is");
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
+}
