@@ -143,9 +143,16 @@ fn run(cfs: &Configfs, command: Command) -> Result<bool, Failure> {
 }
 
 fn list(cfs: &Configfs) -> Result<(), Failure> {
+    let devices = cfs.devices()?;
+    let width = devices
+        .iter()
+        .map(|d| d.backing.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     let row = |cells: [&str; 9]| {
         println!(
-            "{:<12} {:<40} {:<10} {:<12} {:>10} {:>10} {:>12} {:>8} {:>7}",
+            "{:<12} {:<width$} {:<10} {:<16} {:>10} {:>10} {:>12} {:>8} {:>7}",
             cells[0],
             cells[1],
             cells[2],
@@ -168,7 +175,7 @@ fn list(cfs: &Configfs) -> Result<(), Failure> {
         "RETRIED",
         "ERRORS",
     ]);
-    for d in cfs.devices()? {
+    for d in devices {
         let stats = cfs.stats(&d.name)?;
         let n = |key: &str| stat(&stats, key).to_string();
         let retried = (stat(&stats, "optimistic_retries_read")
