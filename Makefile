@@ -36,13 +36,14 @@ install:
 	$(if $(KDIR),,$(error make install needs KDIR=<kernel build tree>, after make module KDIR=...))
 	scripts/build-module --kdir $(KDIR) --install
 
-# make install-tool (as root) installs blkbouncectl into $(PREFIX)/sbin and its systemd
-# unit into /etc/systemd/system, under DESTDIR if given.
+# make install-tool (as root, after make tools) installs blkbouncectl into $(PREFIX)/sbin
+# and its systemd unit into /etc/systemd/system, under DESTDIR if given. It does not build:
+# under sudo, neither the user's cargo nor their crates are at hand.
 PREFIX ?= /usr/local
 DESTDIR ?=
 
 install-tool:
-	cargo build --quiet --release --locked --manifest-path tool/Cargo.toml
+	@test -x tool/target/release/blkbouncectl || { echo "blkbouncectl is not built: run make tools first" >&2; exit 1; }
 	install -D -m 755 tool/target/release/blkbouncectl $(DESTDIR)$(PREFIX)/sbin/blkbouncectl
 	sed 's|/usr/local/sbin/blkbouncectl|$(PREFIX)/sbin/blkbouncectl|' tool/systemd/blkbounce.service | \
 		install -D -m 644 /dev/stdin $(DESTDIR)/etc/systemd/system/blkbounce.service
@@ -89,4 +90,4 @@ demo:
 	scripts/demo
 
 clean:
-	rm -rf tests/tools/target .build
+	rm -rf tests/tools/target tool/target .build

@@ -3,6 +3,8 @@
 
 # Everything built or downloaded lives outside the checkout, so that a second run (and CI on
 # the same machine) reuses it.
+# DKMS may run us from a service without HOME.
+HOME=${HOME:-/root}
 BLKBOUNCE_CACHE=${BLKBOUNCE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/blkbounce}
 
 # The kernel blkbounce targets, as Debian ships its source (package linux-source-7.3).

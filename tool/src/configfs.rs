@@ -139,6 +139,9 @@ impl Configfs {
         match self.set_up(name, spec) {
             Ok(device) => Ok(device),
             Err(first) => {
+                // Enabled already if only the last read failed: the pinned directory
+                // cannot go before its disk.
+                let _ = self.write(name, "enable", "0");
                 if let Err(undo) = fs::remove_dir(&dir) {
                     eprintln!(
                         "blkbouncectl: removing {name} after the failure: {}",

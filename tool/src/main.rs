@@ -99,6 +99,18 @@ fn main() -> ExitCode {
 
 /// Runs one command; `Ok(false)` when it reported failures of its own.
 fn run(cfs: &Configfs, command: Command) -> Result<bool, Failure> {
+    let name = match &command {
+        Command::Create { name, .. } | Command::Remove { name } | Command::Stats { name, .. } => {
+            Some(name)
+        }
+        _ => None,
+    };
+    if let Some(name) = name.filter(|n| !saved::valid_name(n)) {
+        return Err(Failure {
+            what: format!("{name:?} is not a device name"),
+            err: std::io::Error::from_raw_os_error(22),
+        });
+    }
     match command {
         Command::Create {
             name,
@@ -201,7 +213,7 @@ fn list(cfs: &Configfs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The module's default cap, which `save` leaves out: it depends on the machine's memory.
+/// What `save` keeps of a device: everything it was made with, the cap included.
 fn saved_device(d: &configfs::Device) -> SavedDevice {
     let backing = stable_name::stable_path(Path::new(&d.backing), Path::new(stable_name::BY_ID))
         .unwrap_or_else(|_| PathBuf::from(&d.backing));
@@ -209,26 +221,35 @@ fn saved_device(d: &configfs::Device) -> SavedDevice {
         name: d.name.clone(),
         backing: backing.to_string_lossy().into_owned(),
         mode: d.mode.clone(),
-        max_bounce_bytes: None,
+        max_bounce_bytes: Some(d.max_bounce_bytes),
         trace: d.trace,
         enabled: d.enabled,
     }
 }
 
 fn save(cfs: &Configfs, file: &Path) -> Result<(), Failure> {
-    let devices = cfs.devices()?;
+    let mut devices = cfs.devices()?;
+    // A directory whose backing was never written cannot be made again.
+    devices.retain(|d| {
+        let keep = !d.backing.is_empty();
+        if !keep {
+            eprintln!("blkbouncectl: {}: no backing device, not saved", d.name);
+        }
+        keep
+    });
+    for d in &devices {
+        if !d.backing.starts_with(stable_name::BY_ID) && saved_device(d).backing == d.backing {
+            eprintln!(
+                "blkbouncectl: {}: {} has no /dev/disk/by-id name; saved as it is, which may name another device after a reboot",
+                d.name, d.backing
+            );
+        }
+    }
     let saved = Saved {
         version: saved::VERSION,
         devices: devices.iter().map(saved_device).collect(),
     };
-    // Written whole, then renamed over the old file: a crash leaves one or the other.
-    let tmp = file.with_extension("json.tmp");
-    let io = |what: &str| {
-        let what = format!("{what} {}", file.display());
-        move |err| Failure { what, err }
-    };
-    fs::write(&tmp, saved.to_text()).map_err(io("writing"))?;
-    fs::rename(&tmp, file).map_err(io("replacing"))?;
+    write_durably(file, &saved.to_text())?;
     for d in &saved.devices {
         println!("{}: saved, backing {}, mode {}", d.name, d.backing, d.mode);
     }
@@ -238,6 +259,42 @@ fn save(cfs: &Configfs, file: &Path) -> Result<(), Failure> {
         file.display()
     );
     Ok(())
+}
+
+/// Writes `text` to a new file beside `file`, flushes it, renames it over `file` and
+/// flushes the directory: a crash leaves the old file or the new one, whole.
+fn write_durably(file: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let fail = |what: &str| {
+        let what = format!("{what} {}", file.display());
+        move |err| Failure { what, err }
+    };
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })
+        .map_err(fail("writing"))
+        .and_then(|()| fs::rename(&tmp, file).map_err(fail("replacing")));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(fail("flushing the directory of"))
 }
 
 fn resolve(path: &Path) -> Option<PathBuf> {

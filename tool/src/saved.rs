@@ -11,8 +11,8 @@
 //! }
 //! ```
 //!
-//! `max_bounce_bytes` and `trace` are kept when they differ from the module's defaults;
-//! `enabled` is false for a device that was saved disabled.
+//! `save` also keeps `max_bounce_bytes`, and `trace` when it is on; `enabled` is false for
+//! a device that was saved disabled. Hand-written files may leave them out.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

@@ -16,12 +16,16 @@ use std::path::{Path, PathBuf};
 /// The directory udev keeps the links in.
 pub const BY_ID: &str = "/dev/disk/by-id";
 
-/// How good a by-id name is: lower is better.
+/// How good a by-id name is: lower is better. A partition's name ranks as its disk's.
 fn rank(name: &str) -> u8 {
+    let name = match name.rsplit_once("-part") {
+        Some((disk, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => disk,
+        _ => name,
+    };
     let namespace_id = name
         .rsplit_once('_')
         .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    if ["wwn-", "nvme-eui.", "nvme-uuid.", "nvme-nguid."]
+    if ["wwn-", "nvme-eui.", "nvme-uuid.", "nvme-nvme."]
         .iter()
         .any(|p| name.starts_with(p))
     {
@@ -77,6 +81,9 @@ mod tests {
             "nvme-QEMU_NVMe_Ctrl_blkbounce-pi_2",
         ];
         assert_eq!(choose(names), Some("nvme-QEMU_NVMe_Ctrl_blkbounce-pi_2"));
+        // So for a partition.
+        let names = ["nvme-M_S-part1", "nvme-M_S_1-part1"];
+        assert_eq!(choose(names), Some("nvme-M_S_1-part1"));
         assert_eq!(choose(["virtio-abc", "virtio-ab"]), Some("virtio-ab"));
         assert_eq!(choose(["b-1", "a-1"]), Some("a-1"));
         assert_eq!(choose([]), None);
