@@ -8,9 +8,14 @@ KERNEL ?= test
 # make stress: seconds of load (the README quotes a 10-minute run).
 DURATION ?= 600
 
-# make xfstests: a built xfstests checkout, and what its check runs.
+# make xfstests: an xfstests checkout (built if it is not), the filesystem, the lower PI
+# device, blkbounce's mode (raw: none, the control) and the kernel (bench by default);
+# TESTS: check's arguments, tests/xfstests/blkbounce.group when empty.
 XFSTESTS_DIR ?=
-TESTS ?= -g quick
+TESTS ?=
+FSTYP ?= xfs
+LOWER ?= scsi_debug
+MODE ?= auto
 
 .PHONY: all toolchain kernel module install install-tool dkms-source reboot-test clippy fmt fmt-check tools check stress bench xfstests demo clean
 
@@ -84,7 +89,9 @@ bench:
 	scripts/bench
 
 xfstests:
-	scripts/xfstests "$(XFSTESTS_DIR)" $(TESTS)
+	FSTYP=$(FSTYP) LOWER=$(LOWER) MODE=$(MODE) \
+		KERNEL=$(if $(filter command line environment,$(origin KERNEL)),$(KERNEL),bench) \
+		scripts/xfstests "$(XFSTESTS_DIR)" $(TESTS)
 
 demo:
 	scripts/demo

@@ -24,6 +24,58 @@ SPARE_NVME=$(nvme_ns blkbounce-spare 1)
 # The disk's name under /sys/block.
 NVME_DISK=${NVME#/dev/}
 
+# scsi_debug, the second PI device: a RAM-backed SCSI disk of the guest kernel with T10
+# DIF type 1 and DIX, 4096-byte sectors and a store per host. It checks the PI of each
+# write and stores data and PI under one lock, as a real drive stores a block as one unit,
+# where the emulated NVMe can interleave overlapping writes (testbed/001).
+SDEB_PARAMS="dif=1 dix=1 guard=0 sector_size=4096 per_host_store=1"
+
+# Prints the device paths of the scsi_debug disks, in the order of their SCSI hosts.
+sdeb_disks() {
+	local dev
+	for dev in /sys/block/sd*; do
+		[ "$(cat "$dev/device/model" 2>/dev/null)" = scsi_debug ] || continue
+		echo "$(basename "$(readlink -f "$dev/device")") /dev/${dev##*/}"
+	done | sort -t: -k1,1n | cut -d' ' -f2
+}
+
+# Loads scsi_debug with HOSTS disks (default 1) of SIZE_MB each (default 64) and sets
+# SDEB (and SDEB2, ...) to their device paths. WRITE SAME, which the SCSI disk driver
+# uses for write zeroes, is turned off on each disk unless KEEP_WRITE_SAME=1: scsi_debug
+# writes the data of a WRITE SAME and leaves the blocks' PI as it was (testbed/002), so
+# zeroed blocks would fail their guard check. The block layer then writes zero pages,
+# with PI. Stack on the disks only after this.
+scsi_debug_load() {
+	local hosts=${1:-1} size=${2:-64} disks _ i
+	insmod "$BLKBOUNCE_KDIR/drivers/scsi/scsi_debug.ko" $SDEB_PARAMS \
+		dev_size_mb="$size" add_host="$hosts" || return 1
+	for _ in $(seq 100); do
+		mapfile -t disks < <(sdeb_disks)
+		[ ${#disks[@]} = "$hosts" ] && [ -b "${disks[-1]}" ] && break
+		sleep 0.1
+	done
+	[ ${#disks[@]} = "$hosts" ] || fail "scsi_debug: ${#disks[@]} of $hosts disks appeared" || return 1
+	settle
+	[ "${KEEP_WRITE_SAME:-0}" = 1 ] ||
+		for i in "${disks[@]}"; do
+			echo 0 >"$(echo /sys/block/"${i#/dev/}"/device/scsi_disk/*)/max_write_same_blocks" || return 1
+		done
+	SDEB=${disks[0]} SDEB2=${disks[1]:-}
+}
+
+# Removes scsi_debug and its disks, if loaded.
+scsi_debug_unload() {
+	[ -d /sys/module/scsi_debug ] || return 0
+	settle
+	rmmod scsi_debug
+}
+
+# Whether DEV carries T10-PI type 1 (CRC guard) integrity; prints why not.
+has_t10_pi() {
+	[ "$(cat "/sys/block/${1#/dev/}/integrity/format" 2>/dev/null)" = T10-DIF-TYPE1-CRC ] ||
+		{ echo "$1 has no T10-PI type 1 integrity"; return 1; }
+}
+
 # Prints a figure line: it shows up in the suite's report under the case.
 figure() {
 	echo "  $*"

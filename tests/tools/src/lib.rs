@@ -8,5 +8,6 @@ pub mod args;
 pub mod buffer;
 pub mod device;
 pub mod meter;
+pub mod outcome;
 pub mod pattern;
 pub mod transfer;

@@ -36,7 +36,9 @@
 use blkbounce_tests::{
     args::Args,
     buffer::Buffer,
-    device, pattern,
+    device,
+    outcome::Counts,
+    pattern,
     transfer::{self, Splicer},
 };
 use std::fs::{File, OpenOptions};
@@ -51,29 +53,6 @@ const STRIDE: usize = 61;
 
 /// The largest write of the clean prefill before a read race.
 const PREFILL_PIECE: u64 = 1 << 20;
-
-#[derive(Default)]
-struct Counts {
-    ok: u64,
-    eilseq: u64,
-    eio: u64,
-    other: u64,
-}
-
-impl Counts {
-    fn record(&mut self, result: io::Result<()>) {
-        match result {
-            Ok(()) => self.ok += 1,
-            Err(e) if e.raw_os_error() == Some(libc::EILSEQ) => self.eilseq += 1,
-            Err(e) if e.raw_os_error() == Some(libc::EIO) => self.eio += 1,
-            Err(_) => self.other += 1,
-        }
-    }
-
-    fn failed(&self) -> u64 {
-        self.eilseq + self.eio + self.other
-    }
-}
 
 /// How the writes of a race reach the device.
 enum Via {
