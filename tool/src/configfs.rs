@@ -170,6 +170,21 @@ impl Configfs {
         self.device(name)
     }
 
+    /// Sets the cap (if given) and the trace setting of the disabled device `name`, then
+    /// enables it.
+    pub fn configure_and_enable(
+        &self,
+        name: &str,
+        max_bounce_bytes: Option<u64>,
+        trace: bool,
+    ) -> Result<(), Failure> {
+        if let Some(bytes) = max_bounce_bytes {
+            self.write(name, "max_bounce_bytes", &bytes.to_string())?;
+        }
+        self.write(name, "trace", if trace { "1" } else { "0" })?;
+        self.write(name, "enable", "1")
+    }
+
     /// Disables device `name` and removes its directory.
     pub fn remove(&self, name: &str) -> Result<(), Failure> {
         if !self.root.join(name).is_dir() {

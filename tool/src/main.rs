@@ -348,10 +348,11 @@ fn restore(cfs: &Configfs, file: &Path, wait: u64) -> Result<bool, Failure> {
                     }
                 }
             }
-            Step::Enable(name) => match cfs.write(&name, "enable", "1") {
-                Ok(()) => println!("{name}: enabled"),
+            Step::Enable(d) => match cfs.configure_and_enable(&d.name, d.max_bounce_bytes, d.trace)
+            {
+                Ok(()) => println!("{}: enabled as saved", d.name),
                 Err(e) => {
-                    eprintln!("blkbouncectl: {name}: not restored: {e}");
+                    eprintln!("blkbouncectl: {}: not restored: {e}", d.name);
                     ok = false;
                 }
             },

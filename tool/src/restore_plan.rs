@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 pub enum Step {
     /// Make the device, over the backing device at this path.
     Create(SavedDevice, PathBuf),
-    /// It exists, disabled, as saved: enable it.
-    Enable(String),
+    /// It exists, disabled, over the saved backing device in the saved mode: apply the
+    /// saved cap and trace setting, then enable it.
+    Enable(SavedDevice),
     /// It exists as saved.
     Unchanged(String),
     /// The backing device is not there (yet).
@@ -52,7 +53,7 @@ pub fn plan(
                 return Step::Differs(want.name.clone(), format!("its mode is {}", have.mode));
             }
             match (have.enabled, want.enabled) {
-                (false, true) => Step::Enable(want.name.clone()),
+                (false, true) => Step::Enable(want.clone()),
                 (true, false) => Step::Differs(want.name.clone(), "it is enabled".into()),
                 _ => Step::Unchanged(want.name.clone()),
             }
@@ -122,7 +123,7 @@ mod tests {
         let have = [device("vm0", "/dev/disk/by-id/a", "auto", false)];
         assert_eq!(
             plan(&want, &have, resolve),
-            vec![Step::Enable("vm0".into())]
+            vec![Step::Enable(want[0].clone())]
         );
     }
 
