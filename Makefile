@@ -41,8 +41,9 @@ install:
 	$(if $(KDIR),,$(error make install needs KDIR=<kernel build tree>, after make module KDIR=...))
 	scripts/build-module --kdir $(KDIR) --install
 
-# make install-tool (as root, after make tools) installs blkbouncectl into $(PREFIX)/sbin
-# and its systemd unit into /etc/systemd/system, under DESTDIR if given. It does not build:
+# make install-tool (as root, after make tools) installs blkbouncectl into $(PREFIX)/sbin,
+# its systemd unit into /etc/systemd/system and its udev rule (/dev/blkbounce/NAME) into
+# /etc/udev/rules.d, under DESTDIR if given. It does not build:
 # under sudo, neither the user's cargo nor their crates are at hand.
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -52,6 +53,8 @@ install-tool:
 	install -D -m 755 tool/target/release/blkbouncectl $(DESTDIR)$(PREFIX)/sbin/blkbouncectl
 	sed 's|/usr/local/sbin/blkbouncectl|$(PREFIX)/sbin/blkbouncectl|' tool/systemd/blkbounce.service | \
 		install -D -m 644 /dev/stdin $(DESTDIR)/etc/systemd/system/blkbounce.service
+	sed 's|/usr/local/sbin/blkbouncectl|$(PREFIX)/sbin/blkbouncectl|' tool/udev/60-blkbounce.rules | \
+		install -D -m 644 /dev/stdin $(DESTDIR)/etc/udev/rules.d/60-blkbounce.rules
 
 # make dkms-source (as root) makes $(DKMS_SOURCE)/blkbounce-<version> for dkms add.
 DKMS_SOURCE ?= /usr/src

@@ -9,6 +9,7 @@
 //! blkbouncectl stats NAME [--json]
 //! blkbouncectl save [FILE]
 //! blkbouncectl restore [FILE] [--wait SECONDS]
+//! blkbouncectl name DISK
 //! ```
 //!
 //! FILE is `/etc/blkbounce.json` by default. Errors name the step and configfs's errno;
@@ -82,6 +83,9 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
+    /// Print the name of the device whose disk is DISK (blkbounce0); udev's rule makes
+    /// /dev/blkbounce/NAME with it.
+    Name { disk: String },
 }
 
 fn main() -> ExitCode {
@@ -150,6 +154,20 @@ fn run(cfs: &Configfs, command: Command) -> Result<bool, Failure> {
         }
         Command::Save { file } => save(cfs, &file)?,
         Command::Restore { file, wait } => return restore(cfs, &file, wait),
+        Command::Name { disk } => {
+            let disk = disk.trim_start_matches("/dev/");
+            match cfs
+                .devices()?
+                .into_iter()
+                .find(|d| d.enabled && d.disk == disk)
+            {
+                Some(device) => println!("{}", device.name),
+                None => {
+                    eprintln!("blkbouncectl: no device has the disk {disk}");
+                    return Ok(false);
+                }
+            }
+        }
     }
     Ok(true)
 }
