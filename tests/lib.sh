@@ -34,7 +34,8 @@ SDEB_PARAMS="dif=1 dix=1 guard=0 sector_size=4096 per_host_store=1"
 sdeb_disks() {
 	local dev
 	for dev in /sys/block/sd*; do
-		[ "$(cat "$dev/device/model" 2>/dev/null)" = scsi_debug ] || continue
+		# The SCSI model field is padded with blanks.
+		[ "$(tr -d ' ' <"$dev/device/model" 2>/dev/null)" = scsi_debug ] || continue
 		echo "$(basename "$(readlink -f "$dev/device")") /dev/${dev##*/}"
 	done | sort -t: -k1,1n | cut -d' ' -f2
 }
