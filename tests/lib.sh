@@ -56,7 +56,6 @@ scsi_debug_load() {
 		sleep 0.1
 	done
 	[ ${#disks[@]} = "$hosts" ] || fail "scsi_debug: ${#disks[@]} of $hosts disks appeared" || return 1
-	settle
 	[ "${KEEP_WRITE_SAME:-0}" = 1 ] ||
 		for i in "${disks[@]}"; do
 			echo 0 >"$(echo /sys/block/"${i#/dev/}"/device/scsi_disk/*)/max_write_same_blocks" || return 1
@@ -64,7 +63,7 @@ scsi_debug_load() {
 	SDEB=${disks[0]} SDEB2=${disks[1]:-}
 }
 
-# Removes scsi_debug and its disks, if loaded.
+# Removes scsi_debug and its disks, if loaded, once udev has closed them.
 scsi_debug_unload() {
 	[ -d /sys/module/scsi_debug ] || return 0
 	settle
