@@ -35,7 +35,7 @@ sdeb_disks() {
 	local dev
 	for dev in /sys/block/sd*; do
 		# The SCSI model field is padded with blanks.
-		[ "$(tr -d ' ' <"$dev/device/model" 2>/dev/null)" = scsi_debug ] || continue
+		[ "$(tr -d ' ' 2>/dev/null <"$dev/device/model")" = scsi_debug ] || continue
 		echo "$(basename "$(readlink -f "$dev/device")") /dev/${dev##*/}"
 	done | sort -t: -k1,1n | cut -d' ' -f2
 }
@@ -48,6 +48,7 @@ sdeb_disks() {
 # with PI. Stack on the disks only after this.
 scsi_debug_load() {
 	local hosts=${1:-1} size=${2:-64} disks _ i
+	scsi_debug_unload || return 1
 	insmod "$BLKBOUNCE_KDIR/drivers/scsi/scsi_debug.ko" $SDEB_PARAMS \
 		dev_size_mb="$size" add_host="$hosts" || return 1
 	for _ in $(seq 100); do
@@ -63,10 +64,16 @@ scsi_debug_load() {
 	SDEB=${disks[0]} SDEB2=${disks[1]:-}
 }
 
-# Removes scsi_debug and its disks, if loaded, once udev has closed them.
+# Removes scsi_debug and its disks, if loaded. udev probes a disk again after each close
+# of a write, and an open disk keeps the module in use: wait for udev, and try again.
 scsi_debug_unload() {
-	[ -d /sys/module/scsi_debug ] || return 0
-	settle
+	local _
+	for _ in 1 2 3 4 5; do
+		[ -d /sys/module/scsi_debug ] || return 0
+		settle
+		rmmod scsi_debug 2>/dev/null && return 0
+		sleep 1
+	done
 	rmmod scsi_debug
 }
 

@@ -155,13 +155,15 @@ fn run(cfs: &Configfs, command: Command) -> Result<bool, Failure> {
         Command::Save { file } => save(cfs, &file)?,
         Command::Restore { file, wait } => return restore(cfs, &file, wait),
         Command::Name { disk } => {
+            // Only the `disk` files, each on its own: a device going away meanwhile is
+            // not this disk's.
             let disk = disk.trim_start_matches("/dev/");
-            match cfs
-                .devices()?
-                .into_iter()
-                .find(|d| d.enabled && d.disk == disk)
+            let names = cfs.names()?;
+            match names
+                .iter()
+                .find(|n| cfs.read(n, "disk").is_ok_and(|d| d == disk))
             {
-                Some(device) => println!("{}", device.name),
+                Some(name) => println!("{name}"),
                 None => {
                     eprintln!("blkbouncectl: no device has the disk {disk}");
                     return Ok(false);
