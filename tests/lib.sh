@@ -159,12 +159,19 @@ bb_remove() {
 
 # Prints the value of counter KEY of device NAME.
 bb_stat() {
-	awk -v k="$2" '$1 == k {print $2}' "$CONFIGFS/$1/stats"
+	local key value
+	while read -r key value; do
+		[ "$key" != "$2" ] || echo "$value"
+	done <"$CONFIGFS/$1/stats"
 }
 
 # Prints field KEY of a "key=value ..." line.
 field() {
-	tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"
+	local words word
+	read -ra words <<<"$1"
+	for word in "${words[@]}"; do
+		[ "${word%%=*}" != "$2" ] || echo "${word#*=}"
+	done
 }
 
 # Sets the fault injection attributes ATTR to VALUE, pair by pair, of the debugfs
