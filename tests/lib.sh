@@ -168,9 +168,9 @@ bb_stat() {
 # Prints field KEY of a "key=value ..." line.
 field() {
 	local words word
-	read -ra words <<<"$1"
+	read -d '' -ra words <<<"$1"
 	for word in "${words[@]}"; do
-		[ "${word%%=*}" != "$2" ] || echo "${word#*=}"
+		[[ $word != "$2="* ]] || printf '%s\n' "${word#"$2="}"
 	done
 }
 
