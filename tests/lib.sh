@@ -6,11 +6,14 @@ TOOLS=$REPO_ROOT/tests/tools/target/release
 # Prints the device path of namespace NSID of the NVMe controller with serial SERIAL
 # (scripts/vm-run names them), or fails. Controller numbers depend on probe order.
 nvme_ns() {
-	local ctrl ns
+	local ctrl ns serial nsid
+	# Every case sources this file: builtins only, as an exec costs much in the guest.
 	for ctrl in /sys/class/nvme/nvme*; do
-		[ "$(tr -d ' ' <"$ctrl/serial")" = "$1" ] || continue
+		read -r serial 2>/dev/null <"$ctrl/serial" || continue
+		[ "${serial// /}" = "$1" ] || continue
 		for ns in "$ctrl"/nvme*n*; do
-			[ "$(cat "$ns/nsid" 2>/dev/null)" = "$2" ] && echo "/dev/${ns##*/}" && return 0
+			read -r nsid 2>/dev/null <"$ns/nsid" || continue
+			[ "$nsid" = "$2" ] && echo "/dev/${ns##*/}" && return 0
 		done
 	done
 	return 1
