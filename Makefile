@@ -17,7 +17,7 @@ FSTYP ?= xfs
 LOWER ?= scsi_debug
 MODE ?= auto
 
-.PHONY: all toolchain kernel module install install-tool dkms-source reboot-test clippy fmt fmt-check tools check stress bench xfstests demo clean
+.PHONY: all toolchain kernel module install install-tool uninstall-tool dkms-source reboot-test clippy fmt fmt-check tools check stress bench xfstests demo clean
 
 all: module
 
@@ -55,6 +55,12 @@ install-tool:
 		install -D -m 644 /dev/stdin $(DESTDIR)/etc/systemd/system/blkbounce.service
 	sed 's|/usr/local/sbin/blkbouncectl|$(PREFIX)/sbin/blkbouncectl|' tool/udev/60-blkbounce.rules | \
 		install -D -m 644 /dev/stdin $(DESTDIR)/etc/udev/rules.d/60-blkbounce.rules
+
+# make uninstall-tool (as root) removes what install-tool installed, with the same PREFIX
+# and DESTDIR; disable the unit first.
+uninstall-tool:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/blkbouncectl $(DESTDIR)/etc/systemd/system/blkbounce.service \
+		$(DESTDIR)/etc/udev/rules.d/60-blkbounce.rules
 
 # make dkms-source (as root) makes $(DKMS_SOURCE)/blkbounce-<version> for dkms add.
 DKMS_SOURCE ?= /usr/src

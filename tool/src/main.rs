@@ -19,6 +19,7 @@ mod configfs;
 mod errno;
 mod restore_plan;
 mod saved;
+mod signals_deferred;
 mod stable_name;
 
 use clap::{Parser, Subcommand};
