@@ -237,20 +237,36 @@ kmemleak_clear() {
 	return 0
 }
 
-# Runs a fio verify job on FILE with extra options; prints a summary line. With
+# Runs fio verify jobs on FILE, or in directory FILE, one after another in one fio process
+# (each start of fio costs seconds in the test kernel): each argument after FILE is one
+# job, its name and then its options, separated by spaces. Prints a line per job. With
 # FIO_AS_FAULT_TARGET=1, fio runs as the target of fault injection's task filter.
-fio_verify() {
-	local name=$1 file=$2 out runner=()
-	shift 2
+fio_verify_jobs() {
+	local file=$1 job words out status args=() runner=()
+	shift
+	if [ -d "$file" ]; then args=(--directory="$file"); else args=(--filename="$file"); fi
+	for job; do
+		read -ra words <<<"$job"
+		args+=(--name="${words[0]}" --stonewall "${words[@]:1}")
+	done
 	[ "${FIO_AS_FAULT_TARGET:-0}" = 1 ] && runner=(as_fault_target)
-	out=$("${runner[@]}" fio --name="$name" --filename="$file" --size=4m --verify=crc32c --do_verify=1 \
-		--verify_fatal=1 --output-format=terse --terse-version=3 "$@" 2>&1)
-	local status=$?
+	out=$("${runner[@]}" fio --size=4m --verify=crc32c --do_verify=1 \
+		--verify_fatal=1 --output-format=terse --terse-version=3 "${args[@]}" 2>&1)
+	status=$?
 	if [ $status -ne 0 ] || grep -qi "verify: bad\|bad magic\|error" <<<"$out"; then
 		echo "$out" | tail -20
 		return 1
 	fi
-	figure "fio $name: ok ($*)"
+	for job; do
+		figure "fio ${job%% *}: ok (${job#* })"
+	done
+}
+
+# Runs one fio verify job NAME on FILE with extra options (fio_verify_jobs).
+fio_verify() {
+	local name=$1 file=$2
+	shift 2
+	fio_verify_jobs "$file" "$name $*"
 }
 
 # Loads null_blk with module parameters ARGS (one device, /dev/nullb0) and waits for it.
