@@ -4,13 +4,14 @@
 //! range of a PI block device.
 //!
 //! ```text
-//! pi-overlap --dev PATH [--blocks N] [--seconds S] [--offset OFF]
+//! pi-overlap --dev PATH [--blocks N] [--seconds S] [--offset OFF] [--writers 1|2]
 //! ```
 //!
 //! Two threads write two different buffers, each filled once and never changed again,
 //! to the same `--blocks` logical blocks (default 8) at `--offset`, again and again, for
 //! `--seconds` (default 3); a third thread reads the range meanwhile. Afterwards every
-//! block is read once on its own.
+//! block is read once on its own. With `--writers 1`, one writer alone: no writes
+//! overlap, and what fails is a read that overlaps a write.
 //!
 //! No buffer changes while it is in flight, so a device that stores each block's data and
 //! protection information as one unit fails none of these I/Os, and every block it returns
@@ -56,11 +57,15 @@ fn run() -> Result<(), String> {
     let blocks: usize = args.number("blocks", 8)?;
     let seconds: f64 = args.number("seconds", 3.0)?;
     let offset = args.size("offset", 0)?;
+    let writer_count: usize = args.number("writers", SEEDS.len())?;
     let file = device::open(dev, true).map_err(|e| format!("{dev}: {e}"))?;
     let block = device::logical_block_size(&file).map_err(|e| format!("{dev}: {e}"))? as usize;
-    if blocks == 0 || !offset.is_multiple_of(block as u64) {
+    if blocks == 0
+        || !offset.is_multiple_of(block as u64)
+        || !(1..=SEEDS.len()).contains(&writer_count)
+    {
         return Err(format!(
-            "--blocks must be positive, --offset a multiple of {block}"
+            "--blocks must be positive, --offset a multiple of {block}, --writers 1 or 2"
         ));
     }
     let len = blocks * block;
@@ -82,7 +87,7 @@ fn run() -> Result<(), String> {
     let mut written = Counts::default();
     let (mut reads, mut torn) = (Counts::default(), 0);
     std::thread::scope(|s| {
-        let writers: Vec<_> = writes
+        let writers: Vec<_> = writes[..writer_count]
             .iter()
             .map(|buf| {
                 let (file, stop) = (&file, &stop);
@@ -133,7 +138,8 @@ fn run() -> Result<(), String> {
         after.record(result);
     }
     println!(
-        "pi-overlap dev={dev} blocks={blocks} block_size={block} writes_ok={} writes_failed={} \
+        "pi-overlap dev={dev} blocks={blocks} block_size={block} writers={writer_count} \
+         writes_ok={} writes_failed={} \
          reads_ok={} reads_failed={} reads_eilseq={} torn={torn} after_ok={} after_failed={}",
         written.ok,
         written.failed(),
