@@ -57,9 +57,10 @@ install-tool:
 		install -D -m 644 /dev/stdin $(DESTDIR)/etc/udev/rules.d/60-blkbounce.rules
 
 # make uninstall-tool (as root) removes what install-tool installed, with the same PREFIX
-# and DESTDIR; disable the unit first.
+# and DESTDIR, and the unit's link if it was left enabled; then systemctl daemon-reload.
 uninstall-tool:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/blkbouncectl $(DESTDIR)/etc/systemd/system/blkbounce.service \
+		$(DESTDIR)/etc/systemd/system/sysinit.target.wants/blkbounce.service \
 		$(DESTDIR)/etc/udev/rules.d/60-blkbounce.rules
 
 # make dkms-source (as root) makes $(DKMS_SOURCE)/blkbounce-<version> for dkms add.

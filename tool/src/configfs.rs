@@ -3,7 +3,6 @@
 //! The module's configfs tree: one directory per device, one file per attribute.
 
 use crate::errno;
-use crate::signals_deferred::SignalsDeferred;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -136,7 +135,6 @@ impl Configfs {
     /// half-made device stays behind.
     pub fn create(&self, name: &str, spec: &Spec) -> Result<Device, Failure> {
         let dir = self.root.join(name);
-        let _deferred = SignalsDeferred::new();
         fs::create_dir(&dir).map_err(failure(format!("creating {name}")))?;
         match self.set_up(name, spec) {
             Ok(device) => Ok(device),

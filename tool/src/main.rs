@@ -26,6 +26,7 @@ use clap::{Parser, Subcommand};
 use configfs::{stat, Configfs, Failure, Spec};
 use restore_plan::Step;
 use saved::{Saved, SavedDevice};
+use signals_deferred::SignalsDeferred;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -130,6 +131,7 @@ fn run(cfs: &Configfs, command: Command) -> Result<bool, Failure> {
                 trace: false,
                 enable: true,
             };
+            let _deferred = SignalsDeferred::new();
             let device = cfs.create(&name, &spec)?;
             println!(
                 "{name}: /dev/{} over {} (mode {})",
@@ -137,6 +139,7 @@ fn run(cfs: &Configfs, command: Command) -> Result<bool, Failure> {
             );
         }
         Command::Remove { name } => {
+            let _deferred = SignalsDeferred::new();
             cfs.remove(&name)?;
             println!("{name}: removed");
         }
@@ -343,6 +346,8 @@ fn restore(cfs: &Configfs, file: &Path, wait: u64) -> Result<bool, Failure> {
     }
     let mut ok = true;
     for step in restore_plan::plan(&saved.devices, &cfs.devices()?, resolve) {
+        // A device is made, or enabled, and reported before a signal ends the restore.
+        let _deferred = SignalsDeferred::new();
         match step {
             Step::Create(d, _) => {
                 let spec = Spec {

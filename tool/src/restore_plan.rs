@@ -106,7 +106,7 @@ mod tests {
     fn creates_what_is_missing() {
         let want = saved("vm0", "/dev/disk/by-id/a", "auto");
         assert_eq!(
-            plan(&[want.clone()], &[], resolve),
+            plan(std::slice::from_ref(&want), &[], resolve),
             vec![Step::Create(want, "/dev/nvme0n1".into())]
         );
     }
