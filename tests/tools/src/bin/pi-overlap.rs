@@ -10,8 +10,9 @@
 //! Two threads write two different buffers, each filled once and never changed again,
 //! to the same `--blocks` logical blocks (default 8) at `--offset`, again and again, for
 //! `--seconds` (default 3); a third thread reads the range meanwhile. Afterwards every
-//! block is read once on its own. With `--writers 1`, one writer alone: no writes
-//! overlap, and what fails is a read that overlaps a write.
+//! block is read once on its own. With `--writers 1`, one thread writes the two buffers
+//! in turn: no writes overlap, each write changes the blocks, and what fails is a read
+//! that overlaps a write.
 //!
 //! No buffer changes while it is in flight, so a device that stores each block's data and
 //! protection information as one unit fails none of these I/Os, and every block it returns
@@ -87,17 +88,21 @@ fn run() -> Result<(), String> {
     let mut written = Counts::default();
     let (mut reads, mut torn) = (Counts::default(), 0);
     std::thread::scope(|s| {
-        let writers: Vec<_> = writes[..writer_count]
-            .iter()
-            .map(|buf| {
-                let (file, stop) = (&file, &stop);
+        // Writer i writes buffers i, i + writers, ... in turn: each its own with two
+        // writers, both with one.
+        let writers: Vec<_> = (0..writer_count)
+            .map(|first| {
+                let (file, stop, writes) = (&file, &stop, &writes);
                 s.spawn(move || {
                     let mut counts = Counts::default();
+                    let mut turn = first;
                     while !stop.load(Ordering::Relaxed) {
+                        let buf = &writes[turn];
                         // SAFETY: The buffer is valid for `len` bytes and nobody changes it.
                         counts.record(unsafe {
                             device::write_at_raw(file, buf.as_ptr(), len, offset)
                         });
+                        turn = (turn + writer_count) % writes.len();
                     }
                     counts
                 })
