@@ -246,6 +246,7 @@ fn saved_device(d: &configfs::Device) -> SavedDevice {
         backing: backing.to_string_lossy().into_owned(),
         mode: d.mode.clone(),
         max_bounce_bytes: Some(d.max_bounce_bytes),
+        backing_bytes: device_bytes(Path::new(&d.backing)),
         trace: d.trace,
         enabled: d.enabled,
     }
@@ -325,6 +326,14 @@ fn resolve(path: &Path) -> Option<PathBuf> {
     fs::canonicalize(path).ok()
 }
 
+/// The size in bytes of the block device at `path` (links followed), from sysfs.
+fn device_bytes(path: &Path) -> Option<u64> {
+    let dev = resolve(path)?;
+    let name = dev.file_name()?.to_str()?;
+    let sectors = fs::read_to_string(format!("/sys/class/block/{name}/size")).ok()?;
+    sectors.trim().parse::<u64>().ok().map(|s| s * 512)
+}
+
 fn restore(cfs: &Configfs, file: &Path, wait: u64) -> Result<bool, Failure> {
     let text = fs::read_to_string(file).map_err(|err| Failure {
         what: format!("reading {}", file.display()),
@@ -345,7 +354,7 @@ fn restore(cfs: &Configfs, file: &Path, wait: u64) -> Result<bool, Failure> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let mut ok = true;
-    for step in restore_plan::plan(&saved.devices, &cfs.devices()?, resolve) {
+    for step in restore_plan::plan(&saved.devices, &cfs.devices()?, resolve, device_bytes) {
         // A device is made, or enabled, and reported before a signal ends the restore.
         let _deferred = SignalsDeferred::new();
         match step {
@@ -387,6 +396,12 @@ fn restore(cfs: &Configfs, file: &Path, wait: u64) -> Result<bool, Failure> {
                 eprintln!(
                     "blkbouncectl: {name}: not restored: backing {backing}: {}",
                     errno::describe(&std::io::Error::from_raw_os_error(2))
+                );
+                ok = false;
+            }
+            Step::OtherSize(name, backing, now, saved) => {
+                eprintln!(
+                    "blkbouncectl: {name}: not restored: backing {backing} has {now} bytes, {saved} when saved: not the device that was saved"
                 );
                 ok = false;
             }

@@ -5,7 +5,8 @@
 //! `restore` is idempotent: a device that already exists as saved (same backing device,
 //! mode and enable state) is left as it is. A device of the same name that differs is
 //! reported and left alone: it is the operator's, not the file's. A saved device whose
-//! backing device is missing is reported, and the others are still made.
+//! backing device is missing is reported, and the others are still made; so is one whose
+//! backing device has another size than when it was saved.
 
 use crate::configfs::Device;
 use crate::saved::SavedDevice;
@@ -22,16 +23,20 @@ pub enum Step {
     Unchanged(String),
     /// The backing device is not there (yet).
     NoBacking(String, String),
+    /// The backing device has another size (bytes now, bytes saved): not the one saved.
+    OtherSize(String, String, u64, u64),
     /// A device of this name exists with other settings; it is left alone.
     Differs(String, String),
 }
 
 /// Plans the restore of `saved` over the devices there are now. `resolve` turns a path into
-/// the device it names (following links), or `None` if there is none.
+/// the device it names (following links), or `None` if there is none; `bytes` gives a
+/// device's size.
 pub fn plan(
     saved: &[SavedDevice],
     current: &[Device],
     resolve: impl Fn(&Path) -> Option<PathBuf>,
+    bytes: impl Fn(&Path) -> Option<u64>,
 ) -> Vec<Step> {
     saved
         .iter()
@@ -39,8 +44,17 @@ pub fn plan(
             let Some(backing) = resolve(Path::new(&want.backing)) else {
                 return Step::NoBacking(want.name.clone(), want.backing.clone());
             };
+            let other_size = want
+                .backing_bytes
+                .zip(bytes(&backing))
+                .filter(|(saved, now)| saved != now);
             let Some(have) = current.iter().find(|d| d.name == want.name) else {
-                return Step::Create(want.clone(), backing);
+                return match other_size {
+                    Some((saved, now)) => {
+                        Step::OtherSize(want.name.clone(), want.backing.clone(), now, saved)
+                    }
+                    None => Step::Create(want.clone(), backing),
+                };
             };
             let same_backing = resolve(Path::new(&have.backing)).is_some_and(|b| b == backing);
             if !same_backing {
@@ -53,7 +67,12 @@ pub fn plan(
                 return Step::Differs(want.name.clone(), format!("its mode is {}", have.mode));
             }
             match (have.enabled, want.enabled) {
-                (false, true) => Step::Enable(want.clone()),
+                (false, true) => match other_size {
+                    Some((saved, now)) => {
+                        Step::OtherSize(want.name.clone(), want.backing.clone(), now, saved)
+                    }
+                    None => Step::Enable(want.clone()),
+                },
                 (true, false) => Step::Differs(want.name.clone(), "it is enabled".into()),
                 _ => Step::Unchanged(want.name.clone()),
             }
@@ -71,8 +90,18 @@ mod tests {
             backing: backing.into(),
             mode: mode.into(),
             max_bounce_bytes: None,
+            backing_bytes: None,
             trace: false,
             enabled: true,
+        }
+    }
+
+    /// `/dev/nvme0n1` has 1 GiB, `/dev/nvme1n1` 2 GiB.
+    fn bytes(path: &Path) -> Option<u64> {
+        match path.to_str()? {
+            "/dev/nvme0n1" => Some(1 << 30),
+            "/dev/nvme1n1" => Some(2 << 30),
+            _ => None,
         }
     }
 
@@ -106,7 +135,7 @@ mod tests {
     fn creates_what_is_missing() {
         let want = saved("vm0", "/dev/disk/by-id/a", "auto");
         assert_eq!(
-            plan(std::slice::from_ref(&want), &[], resolve),
+            plan(std::slice::from_ref(&want), &[], resolve, bytes),
             vec![Step::Create(want, "/dev/nvme0n1".into())]
         );
     }
@@ -117,12 +146,12 @@ mod tests {
         // The module shows the path the device was made with.
         let have = [device("vm0", "/dev/nvme0n1", "auto", true)];
         assert_eq!(
-            plan(&want, &have, resolve),
+            plan(&want, &have, resolve, bytes),
             vec![Step::Unchanged("vm0".into())]
         );
         let have = [device("vm0", "/dev/disk/by-id/a", "auto", false)];
         assert_eq!(
-            plan(&want, &have, resolve),
+            plan(&want, &have, resolve, bytes),
             vec![Step::Enable(want[0].clone())]
         );
     }
@@ -133,7 +162,10 @@ mod tests {
         let other_backing = [device("vm0", "/dev/nvme1n1", "auto", true)];
         let other_mode = [device("vm0", "/dev/nvme0n1", "always", true)];
         for have in [&other_backing[..], &other_mode[..]] {
-            assert!(matches!(plan(&want, have, resolve)[0], Step::Differs(..)));
+            assert!(matches!(
+                plan(&want, have, resolve, bytes)[0],
+                Step::Differs(..)
+            ));
         }
         let disabled = SavedDevice {
             enabled: false,
@@ -141,9 +173,35 @@ mod tests {
         };
         let have = [device("vm0", "/dev/nvme0n1", "auto", true)];
         assert!(matches!(
-            plan(&[disabled], &have, resolve)[0],
+            plan(&[disabled], &have, resolve, bytes)[0],
             Step::Differs(..)
         ));
+    }
+
+    #[test]
+    fn makes_nothing_over_a_device_of_another_size() {
+        let want = SavedDevice {
+            backing_bytes: Some(1 << 30),
+            ..saved("vm0", "/dev/nvme1n1", "auto")
+        };
+        let other = Step::OtherSize("vm0".into(), "/dev/nvme1n1".into(), 2 << 30, 1 << 30);
+        assert_eq!(
+            plan(std::slice::from_ref(&want), &[], resolve, bytes),
+            vec![other.clone()]
+        );
+        let have = [device("vm0", "/dev/nvme1n1", "auto", false)];
+        assert_eq!(
+            plan(std::slice::from_ref(&want), &have, resolve, bytes),
+            vec![other]
+        );
+        let same = SavedDevice {
+            backing: "/dev/nvme0n1".into(),
+            ..want
+        };
+        assert_eq!(
+            plan(std::slice::from_ref(&same), &[], resolve, bytes),
+            vec![Step::Create(same.clone(), "/dev/nvme0n1".into())]
+        );
     }
 
     #[test]
@@ -153,7 +211,7 @@ mod tests {
             saved("vm1", "/dev/nvme1n1", "off"),
         ];
         assert_eq!(
-            plan(&want, &[], resolve),
+            plan(&want, &[], resolve, bytes),
             vec![
                 Step::NoBacking("vm0".into(), "/dev/disk/by-id/gone".into()),
                 Step::Create(want[1].clone(), "/dev/nvme1n1".into()),

@@ -11,8 +11,9 @@
 //! }
 //! ```
 //!
-//! `save` also keeps `max_bounce_bytes`, and `trace` when it is on; `enabled` is false for
-//! a device that was saved disabled. Hand-written files may leave them out.
+//! `save` also keeps `max_bounce_bytes`, `backing_bytes` (the backing device's size), and
+//! `trace` when it is on; `enabled` is false for a device that was saved disabled.
+//! Hand-written files may leave them out.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -40,6 +41,10 @@ pub struct SavedDevice {
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bounce_bytes: Option<u64>,
+    /// The backing device's size when saved: `restore` makes nothing over a device of
+    /// another size, which a name without a by-id link may come to mean after a reboot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backing_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub trace: bool,
     #[serde(default = "enabled_default", skip_serializing_if = "is_true")]
@@ -109,6 +114,7 @@ mod tests {
             backing: "/dev/disk/by-id/nvme-eui.01".into(),
             mode: "auto".into(),
             max_bounce_bytes: None,
+            backing_bytes: None,
             trace: false,
             enabled: true,
         }
@@ -122,6 +128,7 @@ mod tests {
                 device("vm0"),
                 SavedDevice {
                     max_bounce_bytes: Some(1 << 24),
+                    backing_bytes: Some(1 << 30),
                     trace: true,
                     enabled: false,
                     ..device("vm1")
@@ -131,7 +138,11 @@ mod tests {
         let text = saved.to_text();
         assert_eq!(Saved::parse(&text), Ok(saved));
         let first = text.split("\"vm1\"").next().unwrap();
-        assert!(!first.contains("max_bounce_bytes") && !first.contains("enabled"));
+        assert!(
+            !first.contains("max_bounce_bytes")
+                && !first.contains("backing_bytes")
+                && !first.contains("enabled")
+        );
     }
 
     #[test]
