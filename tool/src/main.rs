@@ -401,7 +401,7 @@ fn restore(cfs: &Configfs, file: &Path, wait: u64) -> Result<bool, Failure> {
             }
             Step::OtherSize(name, backing, now, saved) => {
                 eprintln!(
-                    "blkbouncectl: {name}: not restored: backing {backing} has {now} bytes, {saved} when saved: not the device that was saved"
+                    "blkbouncectl: {name}: not restored: backing {backing} has {now} bytes, {saved} when saved: another disk, or resized (save again)"
                 );
                 ok = false;
             }

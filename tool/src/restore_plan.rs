@@ -5,11 +5,13 @@
 //! `restore` is idempotent: a device that already exists as saved (same backing device,
 //! mode and enable state) is left as it is. A device of the same name that differs is
 //! reported and left alone: it is the operator's, not the file's. A saved device whose
-//! backing device is missing is reported, and the others are still made; so is one whose
-//! backing device has another size than when it was saved.
+//! backing device is missing is reported, and the others are still made; so is one saved
+//! by a name outside `/dev/disk/by-id` whose device has another size than when it was
+//! saved: such a name may come to mean another disk after a reboot.
 
 use crate::configfs::Device;
 use crate::saved::SavedDevice;
+use crate::stable_name::BY_ID;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +46,10 @@ pub fn plan(
             let Some(backing) = resolve(Path::new(&want.backing)) else {
                 return Step::NoBacking(want.name.clone(), want.backing.clone());
             };
+            // A by-id name follows its device, which may have been grown since.
             let other_size = want
                 .backing_bytes
+                .filter(|_| !want.backing.starts_with(BY_ID))
                 .zip(bytes(&backing))
                 .filter(|(saved, now)| saved != now);
             let Some(have) = current.iter().find(|d| d.name == want.name) else {
@@ -201,6 +205,16 @@ mod tests {
         assert_eq!(
             plan(std::slice::from_ref(&same), &[], resolve, bytes),
             vec![Step::Create(same.clone(), "/dev/nvme0n1".into())]
+        );
+        // A by-id name is its device's, whatever its size now.
+        let by_id = SavedDevice {
+            backing: "/dev/disk/by-id/a".into(),
+            backing_bytes: Some(4096),
+            ..same
+        };
+        assert_eq!(
+            plan(std::slice::from_ref(&by_id), &[], resolve, bytes),
+            vec![Step::Create(by_id.clone(), "/dev/nvme0n1".into())]
         );
     }
 

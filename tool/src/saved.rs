@@ -42,7 +42,8 @@ pub struct SavedDevice {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bounce_bytes: Option<u64>,
     /// The backing device's size when saved: `restore` makes nothing over a device of
-    /// another size, which a name without a by-id link may come to mean after a reboot.
+    /// another size named outside `/dev/disk/by-id`, since such a name may come to mean
+    /// another disk after a reboot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backing_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "is_false")]
