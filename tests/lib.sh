@@ -241,8 +241,8 @@ kmemleak_clear() {
 # Runs fio verify jobs on FILE, or in directory FILE, one after another in one fio process
 # and as its threads (in the test kernel, a start of fio costs about 9 s and a job's
 # process about 2 s): each argument after FILE is one job, its name and then its options,
-# separated by spaces. Prints a line per job. With
-# FIO_AS_FAULT_TARGET=1, fio runs as the target of fault injection's task filter.
+# separated by spaces. Prints a line per job. With FIO_AS_FAULT_TARGET=1, fio runs as the
+# target of fault injection's task filter.
 fio_verify_jobs() {
 	local file=$1 job words out status args=() runner=()
 	shift
