@@ -51,14 +51,12 @@ pub fn plan(
                 .backing_bytes
                 .filter(|_| !want.backing.starts_with(BY_ID))
                 .zip(bytes(&backing))
-                .filter(|(saved, now)| saved != now);
+                .filter(|(saved, now)| saved != now)
+                .map(|(saved, now)| {
+                    Step::OtherSize(want.name.clone(), want.backing.clone(), now, saved)
+                });
             let Some(have) = current.iter().find(|d| d.name == want.name) else {
-                return match other_size {
-                    Some((saved, now)) => {
-                        Step::OtherSize(want.name.clone(), want.backing.clone(), now, saved)
-                    }
-                    None => Step::Create(want.clone(), backing),
-                };
+                return other_size.unwrap_or_else(|| Step::Create(want.clone(), backing));
             };
             let same_backing = resolve(Path::new(&have.backing)).is_some_and(|b| b == backing);
             if !same_backing {
@@ -71,12 +69,7 @@ pub fn plan(
                 return Step::Differs(want.name.clone(), format!("its mode is {}", have.mode));
             }
             match (have.enabled, want.enabled) {
-                (false, true) => match other_size {
-                    Some((saved, now)) => {
-                        Step::OtherSize(want.name.clone(), want.backing.clone(), now, saved)
-                    }
-                    None => Step::Enable(want.clone()),
-                },
+                (false, true) => other_size.unwrap_or_else(|| Step::Enable(want.clone())),
                 (true, false) => Step::Differs(want.name.clone(), "it is enabled".into()),
                 _ => Step::Unchanged(want.name.clone()),
             }
