@@ -17,7 +17,7 @@ FSTYP ?= xfs
 LOWER ?= scsi_debug
 MODE ?= auto
 
-.PHONY: all toolchain kernel module install install-tool uninstall-tool dkms-source reboot-test clippy fmt fmt-check tools check stress bench xfstests demo clean
+.PHONY: all toolchain kernel module install install-tool uninstall-tool dkms-source reboot-test clippy fmt fmt-check tools check stress testbed bench xfstests demo clean
 
 all: module
 
@@ -90,6 +90,11 @@ check:
 
 stress:
 	BLKBOUNCE_STRESS_SECONDS=$(DURATION) scripts/check stress/001
+
+# The emulators' own behaviour, without blkbounce: what the PI devices of the test VM do
+# under overlapping writes and with WRITE SAME (tests/testbed/).
+testbed:
+	scripts/check testbed/001 testbed/002
 
 # Two boots: devices made and saved with blkbouncectl in the first come back in the second.
 reboot-test:

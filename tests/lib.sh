@@ -87,6 +87,12 @@ has_t10_pi() {
 		{ echo "$1 has no T10-PI type 1 integrity"; return 1; }
 }
 
+# Whether the pi-race LINE of a control (the raw device, or off) shows the problem itself:
+# some I/O failed, and every failure was EILSEQ, the integrity check's error.
+control_failed() {
+	[ "$(field "$1" eilseq)" -gt 0 ] && [ "$(field "$1" eilseq)" = "$(field "$1" failed)" ]
+}
+
 # Prints a figure line: it shows up in the suite's report under the case.
 figure() {
 	echo "  $*"
@@ -220,14 +226,15 @@ md_release() {
 	done
 }
 
-# Runs the kernel's memory leak detector and fails if it reports anything. Objects must be
-# 5 s old and seen unreferenced twice to count; call kmemleak_clear before the work.
+# Runs the kernel's memory leak detector and fails if it reports anything, or if it is
+# absent or has turned itself off (a scan is then refused with EPERM). Objects must be 5 s
+# old and seen unreferenced twice to count; call kmemleak_clear before the work.
 kmemleak_check() {
 	local f=/sys/kernel/debug/kmemleak leaks
-	[ -w $f ] || { echo "kmemleak not available"; return 0; }
-	echo scan >$f
+	[ -w $f ] || { fail "kmemleak is not available"; return 1; }
+	echo scan 2>/dev/null >$f || { fail "kmemleak refused a scan: it has turned itself off"; return 1; }
 	sleep 6
-	echo scan >$f
+	echo scan 2>/dev/null >$f || { fail "kmemleak refused a scan: it has turned itself off"; return 1; }
 	leaks=$(grep -c '^unreferenced object' $f)
 	figure "kmemleak: $leaks unreferenced objects"
 	[ "$leaks" = 0 ] || { head -40 $f; fail "kmemleak reports leaks"; }

@@ -6,7 +6,7 @@
 //! pi-race --dev PATH --op write|read|verify --size SIZE [--seconds S] [--offset OFF]
 //!         [--span SIZE] [--modifiers N] [--stride N] [--create]
 //!         [--via pwrite|vmsplice|sendfile|copy-file-range] [--memory heap|memfd]
-//!         [--src PATH] [--sync-src]
+//!         [--src PATH] [--sync-src] [--buffered-readers N] [--readback]
 //! ```
 //!
 //! `write` writes the buffer again and again while `--modifiers` threads (default 2) keep
@@ -24,6 +24,13 @@
 //!   (created, `--size` bytes), copied into PATH with that system call, which hands the
 //!   block layer the source's page cache. `copy_file_range` needs PATH and `--src` on one
 //!   filesystem without reflink (ext4).
+//!
+//! `--buffered-readers N` adds N threads that read the span through the page cache (no
+//! `O_DIRECT`), dropping the cache before each pass, as udev's probe of a disk does while
+//! a program writes it; their failures are counted apart (`buffered_ok`,
+//! `buffered_failed`). `--readback` reads the span once more after a write race, calmly,
+//! 4 KiB block by block where a 64 KiB piece fails: every block the device stored must
+//! pass its check (`readback_blocks`, `readback_failed`, and the first failing block).
 //!
 //! `--memory memfd` puts the buffer of `pwrite` and `vmsplice` in shmem instead of the
 //! heap. `--sync-src` adds a thread that keeps starting writeback of `--src`
@@ -53,6 +60,10 @@ const STRIDE: usize = 61;
 
 /// The largest write of the clean prefill before a read race.
 const PREFILL_PIECE: u64 = 1 << 20;
+
+/// The piece a read-back reads at once, and the block it reads again where a piece fails.
+const READBACK_PIECE: u64 = 64 << 10;
+const READBACK_BLOCK: u64 = 4096;
 
 /// How the writes of a race reach the device.
 enum Via {
@@ -195,24 +206,66 @@ impl Job {
         counts
     }
 
+    fn span(&self) -> u64 {
+        self.blocks * self.size as u64
+    }
+
+    /// Reads the whole span back calmly; returns the 4 KiB blocks read and the offsets of
+    /// those that failed. A 64 KiB piece that fails is read again block by block.
+    fn readback(&self) -> (u64, Vec<u64>) {
+        let buf = Buffer::new(READBACK_PIECE as usize);
+        let mut bad = Vec::new();
+        let mut done = 0;
+        while done < self.span() {
+            let len = READBACK_PIECE.min(self.span() - done);
+            let off = self.offset + done;
+            // SAFETY: `buf` is valid for `READBACK_PIECE >= len` bytes and not shared.
+            if unsafe { device::read_at_raw(&self.file, buf.as_ptr(), len as usize, off) }.is_err() {
+                for block in (off..off + len).step_by(READBACK_BLOCK as usize) {
+                    let block_len = READBACK_BLOCK as usize;
+                    // SAFETY: As above, `READBACK_BLOCK <= READBACK_PIECE`.
+                    if unsafe { device::read_at_raw(&self.file, buf.as_ptr(), block_len, block) }
+                        .is_err()
+                    {
+                        bad.push(block);
+                    }
+                }
+            }
+            done += len;
+        }
+        (self.span() / READBACK_BLOCK, bad)
+    }
+
     /// Runs reads into `buf` (`via` is `None`) or writes of it for `seconds` while
-    /// `modifiers` threads rewrite it, and one more starts writeback of `sync` if given.
+    /// `modifiers` threads rewrite it, one more starts writeback of `sync` if given, and
+    /// `buffered` reads the span through the page cache if given. Returns the counts of
+    /// the race and of the buffered reads.
+    #[allow(clippy::too_many_arguments)]
     fn race(
         &self,
         buf: &Buffer,
         mut via: Option<Via>,
         sync: Option<File>,
+        buffered: &[File],
         seconds: f64,
         modifiers: usize,
         stride: usize,
-    ) -> Counts {
+    ) -> (Counts, Counts) {
         let stop = AtomicBool::new(false);
         let mut counts = Counts::default();
+        let mut buffered_counts = Counts::default();
         std::thread::scope(|s| {
             if let Some(src) = &sync {
                 let stop = &stop;
                 s.spawn(move || sync_loop(src, stop));
             }
+            let readers: Vec<_> = buffered
+                .iter()
+                .map(|file| {
+                    let stop = &stop;
+                    s.spawn(move || self.buffered_reads(file, stop))
+                })
+                .collect();
             for t in 0..modifiers {
                 let stop = &stop;
                 s.spawn(move || {
@@ -240,13 +293,36 @@ impl Job {
                 i += 1;
             }
             stop.store(true, Ordering::Relaxed);
+            for reader in readers {
+                buffered_counts.add(&reader.join().unwrap_or_default());
+            }
         });
+        (counts, buffered_counts)
+    }
+
+    /// Reads the span through the page cache of `file` in 64 KiB pieces, dropping the
+    /// cache before each pass, until `stop`.
+    fn buffered_reads(&self, file: &File, stop: &AtomicBool) -> Counts {
+        let mut counts = Counts::default();
+        let mut buf = vec![0u8; READBACK_PIECE as usize];
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: `posix_fadvise` only reads its arguments.
+            unsafe {
+                libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+            }
+            let mut done = 0;
+            while done < self.span() && !stop.load(Ordering::Relaxed) {
+                let len = READBACK_PIECE.min(self.span() - done) as usize;
+                counts.record(device::read_exact_at(file, &mut buf[..len], self.offset + done));
+                done += len as u64;
+            }
+        }
         counts
     }
 }
 
 fn run() -> Result<(), String> {
-    let args = Args::parse(&["create", "sync-src"])?;
+    let args = Args::parse(&["create", "sync-src", "readback"])?;
     let dev = args.required("dev")?;
     let op = args.required("op")?;
     let size = args.size("size", 4096)? as usize;
@@ -255,6 +331,7 @@ fn run() -> Result<(), String> {
     let stride = args.size("stride", STRIDE as u64)? as usize;
     let offset = args.size("offset", 0)?;
     let span = args.size("span", 16 * size as u64)?;
+    let buffered_readers: usize = args.number("buffered-readers", 0)?;
     if stride == 0 {
         return Err("--stride must be positive".into());
     }
@@ -275,8 +352,18 @@ fn run() -> Result<(), String> {
         blocks: span / size as u64,
     };
 
+    let buffered = (0..buffered_readers)
+        .map(|_| device::open(dev, false).map_err(|e| format!("{dev}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !buffered.is_empty() && op == "verify" {
+        return Err("--buffered-readers applies to races only".into());
+    }
+    if args.flag("readback") && op != "write" {
+        return Err("--readback applies to writes only".into());
+    }
+
     let mut line = format!("pi-race dev={dev} op={op} size={size}");
-    let counts = match op {
+    let (counts, buffered_counts) = match op {
         "write" => {
             let (via, buf) = Via::new(&args, size)?;
             line += &format!(" via={}", args.get("via").unwrap_or("pwrite"));
@@ -287,26 +374,42 @@ fn run() -> Result<(), String> {
                 }
                 _ => None,
             };
-            job.race(&buf, Some(via), sync, seconds, modifiers, stride)
+            job.race(&buf, Some(via), sync, &buffered, seconds, modifiers, stride)
         }
         "read" => {
             if args.get("via").is_some_and(|via| via != "pwrite") {
                 return Err("--via applies to writes only".into());
             }
             line += &format!(" prefill_failed={}", job.prefill());
-            job.race(&Buffer::new(size), None, None, seconds, modifiers, stride)
+            let buf = Buffer::new(size);
+            job.race(&buf, None, None, &buffered, seconds, modifiers, stride)
         }
-        "verify" => job.verify(),
+        "verify" => (job.verify(), Counts::default()),
         _ => return Err(format!("unknown --op '{op}' (write, read or verify)")),
     };
-    println!(
-        "{line} ok={} failed={} eilseq={} eio={} other={}",
+    line += &format!(
+        " ok={} failed={} eilseq={} eio={} other={}",
         counts.ok,
         counts.failed(),
         counts.eilseq,
         counts.eio,
         counts.other
     );
+    if !buffered.is_empty() {
+        line += &format!(
+            " buffered_ok={} buffered_failed={}",
+            buffered_counts.ok,
+            buffered_counts.failed()
+        );
+    }
+    if args.flag("readback") {
+        let (blocks, bad) = job.readback();
+        line += &format!(" readback_blocks={blocks} readback_failed={}", bad.len());
+        if let Some(first) = bad.first() {
+            line += &format!(" readback_first_bad={first}");
+        }
+    }
+    println!("{line}");
     Ok(())
 }
 
