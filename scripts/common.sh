@@ -16,7 +16,9 @@ EXTRA_SUITE=${EXTRA_SUITE:-trixie-backports}
 
 LLVM_SUFFIX=-19
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm$LLVM_SUFFIX/lib}
-export PATH=$HOME/.cargo/bin:$PATH
+# virtme-ng's virtual environment, where the machine's Python refuses pip (setup-toolchain).
+VIRTME_VENV=$BLKBOUNCE_CACHE/venv
+export PATH=$HOME/.cargo/bin:$PATH:$VIRTME_VENV/bin
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
