@@ -56,7 +56,7 @@ pub(crate) struct BounceDevice {
     #[pin]
     reserve_lock: Mutex<()>,
     copy_queue: Workqueue,
-    /// `mode=optimistic`: where zero-copy bios that failed with a protection error are
+    /// `mode=optimistic`: where zero-copy reads that failed with a protection error are
     /// bounced, in process context. Apart from the copy queue, since a retry may wait for
     /// room under the cap, which copy-backs give back.
     retry_queue: Option<Workqueue>,
@@ -102,8 +102,8 @@ impl BounceDevice {
         });
         // `auto` and `always` declare stable writes, so that the page cache keeps pages
         // stable during writeback and filesystems bounce their own direct I/O. `off` and
-        // `optimistic` are transparent: in `optimistic`, the lower device's guard check
-        // catches what changes. Modes that may bounce split bios to what one bounce bio
+        // `optimistic` are transparent: `optimistic` bounces every write, and the block
+        // layer's verification of each read catches a buffer that changes. Modes that may bounce split bios to what one bounce bio
         // carries.
         let options = DiskOptions {
             stable_writes: matches!(mode, Mode::Auto | Mode::Always),
@@ -324,19 +324,18 @@ unsafe impl CloneTarget for BounceDevice {
         bio.end(status);
     }
 
-    /// In `optimistic`, a read or write that failed with a protection error is retried:
-    /// its data changed while the device or the block layer checked it. Every other error
-    /// ends the bio unchanged.
+    /// In `optimistic`, a read that failed with a protection error is retried: its buffer
+    /// changed before the block layer verified it. Every other error ends the bio
+    /// unchanged.
     fn retry_queue(&self, upper: &Bio, status: BlkStatus) -> Option<&Workqueue> {
         let retry = policy::retried(self.mode, io_of(upper), status == BlkStatus::protection());
         self.retry_queue.as_ref().filter(|_| retry)
     }
 
-    /// Sends the bio again, through bounce pages: a write copied from the caller's pages as
-    /// they are now, a read into bounce pages copied back when it completes. Only the
+    /// Reads the bio again, into bounce pages copied back when it completes. Only the
     /// retry's status reaches the caller.
     fn clone_retry(&self, bio: SubmittedBio<Self>) {
-        self.stats.retried(bio.op());
+        self.stats.retried_read();
         self.trace(&bio, "protection error, retry bounced");
         if !self.bounce(bio, Reason::Retry) {
             // Ended here, before it went down (`BLK_STS_AGAIN` for a `REQ_NOWAIT` bio).

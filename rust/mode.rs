@@ -39,14 +39,14 @@ impl Mode {
     /// Returns why the mode cannot run over a lower device whose integrity profile checks
     /// `lower`, or `None` if it can.
     ///
-    /// `optimistic` relies on the lower device to report data that changed in flight: the
-    /// block layer must compute the guard of each write, which the device checks against
-    /// the data it receives, and check the guard of each read after it completes. A stacked
-    /// profile (dm, md) is refused too: a mirror writes the data to several devices, each
-    /// of which checks only the copy it received, so changed data could leave them
-    /// different without an error. So is a device that does not check PI itself, and one
-    /// that needs stable pages for another check (a data digest), whose failures are not
-    /// protection errors. The other modes run over anything.
+    /// `optimistic` bounces every write and relies on the lower device to report reads
+    /// whose buffer changed in flight: the block layer must check the guard of each read
+    /// after it completes, against PI the device stored with the data, which the block
+    /// layer computed for each write. A stacked profile (dm, md) is refused: a mirror may
+    /// serve a read from a copy whose check it does not report as a protection error. So
+    /// is a device that does not store and check PI itself, and one that needs stable pages
+    /// for another check (a data digest), whose failures are not protection errors. The
+    /// other modes run over anything.
     pub(crate) fn unsupported_by(self, lower: Integrity) -> Option<&'static str> {
         if self != Self::Optimistic {
             None

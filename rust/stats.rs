@@ -34,7 +34,6 @@ pub(crate) struct Stats {
     cap_again: Atomic<u64>,
     errors: Atomic<u64>,
     retries_read: Atomic<u64>,
-    retries_write: Atomic<u64>,
     retries_failed: Atomic<u64>,
     copyback_count: Atomic<u64>,
     copyback_deferred: Atomic<u64>,
@@ -63,7 +62,6 @@ impl Stats {
             cap_again: Atomic::new(0),
             errors: Atomic::new(0),
             retries_read: Atomic::new(0),
-            retries_write: Atomic::new(0),
             retries_failed: Atomic::new(0),
             copyback_count: Atomic::new(0),
             copyback_deferred: Atomic::new(0),
@@ -133,16 +131,11 @@ impl Stats {
         self.errors.fetch_add(1, Relaxed);
     }
 
-    /// Counts a zero-copy bio of `op` that failed with a protection error and is retried
-    /// through bounce pages (`mode=optimistic`). It is not counted by [`Stats::failed`]:
-    /// only the retry's status reaches the submitter.
-    pub(crate) fn retried(&self, op: BioOp) {
-        let counter = if op == BioOp::Write {
-            &self.retries_write
-        } else {
-            &self.retries_read
-        };
-        counter.fetch_add(1, Relaxed);
+    /// Counts a zero-copy read that failed with a protection error and is retried through
+    /// bounce pages (`mode=optimistic`). It is not counted by [`Stats::failed`]: only the
+    /// retry's status reaches the submitter.
+    pub(crate) fn retried_read(&self) {
+        self.retries_read.fetch_add(1, Relaxed);
     }
 
     /// Counts a retry that failed too: ended by blkbounce before it went down, or by the
@@ -187,7 +180,6 @@ impl Stats {
             cap_again: self.cap_again.load(Relaxed),
             errors: self.errors.load(Relaxed),
             retries_read: self.retries_read.load(Relaxed),
-            retries_write: self.retries_write.load(Relaxed),
             retries_failed: self.retries_failed.load(Relaxed),
             copyback_count: self.copyback_count.load(Relaxed),
             copyback_deferred: self.copyback_deferred.load(Relaxed),
@@ -245,8 +237,6 @@ pub(crate) struct StatsSnapshot {
     /// `mode=optimistic`: zero-copy reads that failed with a protection error and were
     /// retried through bounce pages.
     pub(crate) retries_read: u64,
-    /// Likewise, writes.
-    pub(crate) retries_write: u64,
     /// Retries that failed too.
     pub(crate) retries_failed: u64,
     /// Read copy-backs; those handed to the copy queue, and their time from the hand-off
@@ -284,7 +274,6 @@ impl fmt::Display for StatsSnapshot {
         writeln!(f, "nowait_again {}", self.nowait_again)?;
         writeln!(f, "errors {}", self.errors)?;
         writeln!(f, "optimistic_retries_read {}", self.retries_read)?;
-        writeln!(f, "optimistic_retries_write {}", self.retries_write)?;
         writeln!(f, "optimistic_retries_failed {}", self.retries_failed)?;
         writeln!(f, "copyback_count {}", self.copyback_count)?;
         writeln!(f, "copyback_deferred {}", self.copyback_deferred)?;
@@ -308,9 +297,8 @@ mod tests {
         stats.bounced_write(512);
         stats.failed();
         stats.reserve_page();
-        stats.retried(BioOp::Read);
-        stats.retried(BioOp::Write);
-        stats.retried(BioOp::Write);
+        stats.retried_read();
+        stats.retried_read();
         stats.retry_failed();
         let s = stats.snapshot(CapFigures::default());
         assert_eq!(s.passthrough_bios, 2);
@@ -321,10 +309,7 @@ mod tests {
         assert_eq!((s.bounced_write_bios, s.bounced_write_bytes), (1, 512));
         assert_eq!(s.errors, 1);
         assert_eq!((s.reserve_pages, s.reserve_fallbacks), (1, 0));
-        assert_eq!(
-            (s.retries_read, s.retries_write, s.retries_failed),
-            (1, 2, 1)
-        );
+        assert_eq!((s.retries_read, s.retries_failed), (2, 1));
     }
 
     #[test]
@@ -334,7 +319,7 @@ mod tests {
         stats.bounced_for(Reason::PageCache);
         stats.bounced_for(Reason::PageCache);
         let s = stats.snapshot(CapFigures::default());
-        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0, 0]);
+        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -214,9 +214,7 @@ fn list(cfs: &Configfs) -> Result<(), Failure> {
     for d in devices {
         let stats = cfs.stats(&d.name)?;
         let n = |key: &str| stat(&stats, key).to_string();
-        let retried = (stat(&stats, "optimistic_retries_read")
-            + stat(&stats, "optimistic_retries_write"))
-        .to_string();
+        let retried = n("optimistic_retries_read");
         let disk = if d.enabled {
             format!("/dev/{}", d.disk)
         } else {

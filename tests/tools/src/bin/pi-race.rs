@@ -7,6 +7,7 @@
 //!         [--span SIZE] [--modifiers N] [--stride N] [--create]
 //!         [--via pwrite|vmsplice|sendfile|copy-file-range] [--memory heap|memfd]
 //!         [--src PATH] [--sync-src] [--buffered-readers N] [--readback]
+//!         [--buf-offset N]
 //! ```
 //!
 //! `write` writes the buffer again and again while `--modifiers` threads (default 2) keep
@@ -31,6 +32,10 @@
 //! `buffered_failed`). `--readback` reads the span once more after a write race, calmly,
 //! 4 KiB block by block where a 64 KiB piece fails: every block the device stored must
 //! pass its check (`readback_blocks`, `readback_failed`, and the first failing block).
+//!
+//! Sizes, the span and the offset are multiples of the device's logical block size (4096
+//! for a regular file). `--buf-offset N` starts the buffer of `pwrite` and of reads `N`
+//! bytes past a page boundary.
 //!
 //! `--memory memfd` puts the buffer of `pwrite` and `vmsplice` in shmem instead of the
 //! heap. `--sync-src` adds a thread that keeps starting writeback of `--src`
@@ -61,9 +66,9 @@ const STRIDE: usize = 61;
 /// The largest write of the clean prefill before a read race.
 const PREFILL_PIECE: u64 = 1 << 20;
 
-/// The piece a read-back reads at once, and the block it reads again where a piece fails.
+/// The piece a read-back reads at once; where a piece fails, it reads each logical block
+/// again.
 const READBACK_PIECE: u64 = 64 << 10;
-const READBACK_BLOCK: u64 = 4096;
 
 /// How the writes of a race reach the device.
 enum Via {
@@ -96,7 +101,10 @@ impl Via {
         }
         let memory = args.get("memory").unwrap_or("heap");
         let buffer = || match memory {
-            "heap" => Ok(Buffer::new(size)),
+            "heap" => Ok(Buffer::with_offset(
+                size,
+                args.size("buf-offset", 0)? as usize,
+            )),
             "memfd" => Buffer::memfd(size).map_err(|e| format!("memfd: {e}")),
             _ => Err(format!("unknown --memory '{memory}' (heap or memfd)")),
         };
@@ -165,6 +173,8 @@ struct Job {
     size: usize,
     offset: u64,
     blocks: u64,
+    /// The logical block size.
+    lbs: u64,
 }
 
 impl Job {
@@ -210,7 +220,7 @@ impl Job {
         self.blocks * self.size as u64
     }
 
-    /// Reads the whole span back calmly; returns the 4 KiB blocks read and the offsets of
+    /// Reads the whole span back calmly; returns the logical blocks read and the offsets of
     /// those that failed. A 64 KiB piece that fails is read again block by block.
     fn readback(&self) -> (u64, Vec<u64>) {
         let buf = Buffer::new(READBACK_PIECE as usize);
@@ -220,10 +230,11 @@ impl Job {
             let len = READBACK_PIECE.min(self.span() - done);
             let off = self.offset + done;
             // SAFETY: `buf` is valid for `READBACK_PIECE >= len` bytes and not shared.
-            if unsafe { device::read_at_raw(&self.file, buf.as_ptr(), len as usize, off) }.is_err() {
-                for block in (off..off + len).step_by(READBACK_BLOCK as usize) {
-                    let block_len = READBACK_BLOCK as usize;
-                    // SAFETY: As above, `READBACK_BLOCK <= READBACK_PIECE`.
+            if unsafe { device::read_at_raw(&self.file, buf.as_ptr(), len as usize, off) }.is_err()
+            {
+                for block in (off..off + len).step_by(self.lbs as usize) {
+                    let block_len = self.lbs as usize;
+                    // SAFETY: As above, `lbs <= READBACK_PIECE`.
                     if unsafe { device::read_at_raw(&self.file, buf.as_ptr(), block_len, block) }
                         .is_err()
                     {
@@ -233,7 +244,7 @@ impl Job {
             }
             done += len;
         }
-        (self.span() / READBACK_BLOCK, bad)
+        (self.span() / self.lbs, bad)
     }
 
     /// Runs reads into `buf` (`via` is `None`) or writes of it for `seconds` while
@@ -313,7 +324,11 @@ impl Job {
             let mut done = 0;
             while done < self.span() && !stop.load(Ordering::Relaxed) {
                 let len = READBACK_PIECE.min(self.span() - done) as usize;
-                counts.record(device::read_exact_at(file, &mut buf[..len], self.offset + done));
+                counts.record(device::read_exact_at(
+                    file,
+                    &mut buf[..len],
+                    self.offset + done,
+                ));
                 done += len as u64;
             }
         }
@@ -335,18 +350,29 @@ fn run() -> Result<(), String> {
     if stride == 0 {
         return Err("--stride must be positive".into());
     }
-    if size == 0 || !size.is_multiple_of(4096) || span < size as u64 || !offset.is_multiple_of(4096)
-    {
-        return Err("--size, --span and --offset must be multiples of 4096, span >= size".into());
-    }
+    let buf_offset = args.size("buf-offset", 0)? as usize;
     let file = if args.flag("create") {
         device::create(dev, offset + span)
     } else {
         device::open(dev, true)
     }
     .map_err(|e| format!("{dev}: {e}"))?;
+    let lbs = device::logical_block_size(&file).unwrap_or(4096);
+    if size == 0
+        || !(size as u64).is_multiple_of(lbs)
+        || span < size as u64
+        || !span.is_multiple_of(lbs)
+        || !offset.is_multiple_of(lbs)
+        || !(buf_offset as u64).is_multiple_of(lbs.min(512))
+        || lbs > READBACK_PIECE
+    {
+        return Err(format!(
+            "--size, --span and --offset must be multiples of the logical block size ({lbs}), span >= size, --buf-offset of 512"
+        ));
+    }
     let job = Job {
         file,
+        lbs,
         size,
         offset,
         blocks: span / size as u64,
@@ -381,7 +407,7 @@ fn run() -> Result<(), String> {
                 return Err("--via applies to writes only".into());
             }
             line += &format!(" prefill_failed={}", job.prefill());
-            let buf = Buffer::new(size);
+            let buf = Buffer::with_offset(size, buf_offset);
             job.race(&buf, None, None, &buffered, seconds, modifiers, stride)
         }
         "verify" => (job.verify(), Counts::default()),
