@@ -103,8 +103,8 @@ impl BounceDevice {
         // `auto` and `always` declare stable writes, so that the page cache keeps pages
         // stable during writeback and filesystems bounce their own direct I/O. `off` and
         // `optimistic` are transparent: `optimistic` bounces every write, and the block
-        // layer's verification of each read catches a buffer that changes. Modes that may bounce split bios to what one bounce bio
-        // carries.
+        // layer's verification of each read catches a buffer that changes. Modes that may
+        // bounce split bios to what one bounce bio carries.
         let options = DiskOptions {
             stable_writes: matches!(mode, Mode::Auto | Mode::Always),
             max_io_bytes: bouncing.then_some(chunking::MAX_BOUNCE_BYTES),

@@ -14,8 +14,8 @@ pub(crate) enum Mode {
     Auto,
     /// Bounce every data bio.
     Always,
-    /// Send data bios zero-copy, and bounce only those the lower device failed with a
-    /// protection error: their data changed in flight (see `device.rs`).
+    /// Bounce every write; send reads zero-copy, and bounce only those that failed their
+    /// protection check: their buffer changed in flight (see `device.rs`).
     Optimistic,
     /// Pass everything through unchanged.
     Off,
@@ -42,22 +42,33 @@ impl Mode {
     /// `optimistic` bounces every write and relies on the lower device to report reads
     /// whose buffer changed in flight: the block layer must check the guard of each read
     /// after it completes, against PI the device stored with the data, which the block
-    /// layer computed for each write. A stacked profile (dm, md) is refused: a mirror may
-    /// serve a read from a copy whose check it does not report as a protection error. So
-    /// is a device that does not store and check PI itself, and one that needs stable pages
-    /// for another check (a data digest), whose failures are not protection errors. The
-    /// other modes run over anything.
+    /// layer computed for each write. A stacked profile (dm, md) is refused: md handles a
+    /// member's failed read itself, reading another mirror and rewriting the block, and
+    /// fails the member after repeated errors, so buffers changed under zero-copy reads
+    /// could degrade the array. A device that does not store and check PI itself, one that
+    /// needs stable pages for another check (a data digest) and one that does not generate
+    /// PI are refused as well, conservatively: bounced writes would not need it. The other
+    /// modes run over anything.
     pub(crate) fn unsupported_by(self, lower: Integrity) -> Option<&'static str> {
         if self != Self::Optimistic {
             None
         } else if !lower.guard {
             Some("has no integrity profile with a guard (T10 PI or NVMe PI)")
         } else if lower.stacked {
-            Some("has a stacked integrity profile (dm or md), whose devices each check only their own copy")
+            Some(
+                "has a stacked integrity profile (dm or md), which handles failed reads itself \
+                 (md rewrites the block, and fails the member after repeated errors)",
+            )
         } else if !lower.device_checks {
-            Some("does not store and check protection information itself (integrity/device_is_integrity_capable is 0)")
+            Some(
+                "does not store and check protection information itself \
+                 (integrity/device_is_integrity_capable is 0)",
+            )
         } else if lower.other_checks {
-            Some("needs stable pages for a check of its own (a data digest), whose failures are not protection errors")
+            Some(
+                "needs stable pages for a check of its own (a data digest), \
+                 whose failures are not protection errors",
+            )
         } else if !lower.generated {
             Some("does not generate protection information for writes (integrity/write_generate is 0)")
         } else if !lower.verified {

@@ -444,6 +444,7 @@ mod tests {
         decide(Mode::Always, io(BioOp::Write), &FakeBio(&folios));
         decide(Mode::Off, io(BioOp::Write), &FakeBio(&folios));
         decide(Mode::Optimistic, io(BioOp::Write), &FakeBio(&folios));
+        decide(Mode::Optimistic, io(BioOp::Read), &FakeBio(&folios));
         decide(Mode::Auto, no_data, &FakeBio(&folios));
         assert_eq!(folios[0].asked.get(), 0);
     }

@@ -318,8 +318,9 @@ mod tests {
         stats.bounced_for(Reason::Pinned);
         stats.bounced_for(Reason::PageCache);
         stats.bounced_for(Reason::PageCache);
+        stats.bounced_for(Reason::OptimisticWrite);
         let s = stats.snapshot(CapFigures::default());
-        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0, 0, 0]);
+        assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0, 0, 1]);
     }
 
     #[test]

@@ -16,9 +16,10 @@ EXTRA_SUITE=${EXTRA_SUITE:-trixie-backports}
 
 LLVM_SUFFIX=-19
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm$LLVM_SUFFIX/lib}
-# virtme-ng's virtual environment, where the machine's Python refuses pip (setup-toolchain).
+# virtme-ng's virtual environment, where the machine's Python refuses pip (setup-toolchain),
+# and a directory first in PATH with a link to its vng alone.
 VIRTME_VENV=$BLKBOUNCE_CACHE/venv
-export PATH=$HOME/.cargo/bin:$PATH:$VIRTME_VENV/bin
+export PATH=$BLKBOUNCE_CACHE/bin:$HOME/.cargo/bin:$PATH
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 

@@ -201,6 +201,28 @@ as_fault_target() {
 	sh -c 'echo 1 >/proc/self/make-it-fail && exec "$@"' sh "$@"
 }
 
+# Undoes what a case that failed or was stopped half-way may have left behind: fault
+# injection, swap, mounts under /tmp, dm and md devices, blkbounce devices and the module,
+# scsi_debug and null_blk. Fails if something stays.
+reset_guest() {
+	local d m
+	for d in fail_make_request failslab fail_page_alloc; do
+		[ -d "/sys/kernel/debug/$d" ] && echo 0 >"/sys/kernel/debug/$d/probability"
+	done
+	for d in /sys/block/*/make-it-fail; do
+		[ ! -e "$d" ] || [ "$(cat "$d")" = 0 ] || echo 0 >"$d"
+	done
+	swapoff -a
+	for m in $(awk '$2 ~ "^/tmp/" {print $2}' /proc/mounts | sort -r); do
+		umount "$m" || return 1
+	done
+	[ -z "$(dmsetup ls 2>/dev/null | grep -v '^No devices')" ] || DM_DISABLE_UDEV=1 dmsetup remove_all || return 1
+	for d in /sys/block/md*; do
+		[ -e "$d" ] && { mdadm --stop "/dev/${d##*/}" >/dev/null || return 1; }
+	done
+	unload_module && scsi_debug_unload && null_blk_unload
+}
+
 # Waits for udev to finish with new and removed disks, if udev runs.
 settle() {
 	command -v udevadm >/dev/null && udevadm settle --timeout=30 2>/dev/null

@@ -37,8 +37,9 @@ pub(crate) struct Integrity {
     pub(crate) generated: bool,
     /// The device itself stores and checks the protection information
     /// (`integrity/device_is_integrity_capable`), as NVMe and SCSI DIF devices declare.
-    /// That it checks the guard of a write against the data it receives is what the
-    /// standards ask of such a device; blkbounce cannot verify it.
+    /// That it checks the guard of a write against the data it stores is what the
+    /// standards ask of such a device; blkbounce cannot verify it, and does not rely on
+    /// it.
     pub(crate) device_checks: bool,
     /// The block layer checks the guard of each read after it completes (`read_verify`).
     pub(crate) verified: bool,

@@ -27,11 +27,11 @@
 //!   filesystem without reflink (ext4).
 //!
 //! `--buffered-readers N` adds N threads that read the span through the page cache (no
-//! `O_DIRECT`), dropping the cache before each pass, as udev's probe of a disk does while
-//! a program writes it; their failures are counted apart (`buffered_ok`,
-//! `buffered_failed`). `--readback` reads the span once more after a write race, calmly,
-//! 4 KiB block by block where a 64 KiB piece fails: every block the device stored must
-//! pass its check (`readback_blocks`, `readback_failed`, and the first failing block).
+//! `O_DIRECT`, read-only), dropping the cache before each pass; their failures are counted
+//! apart (`buffered_ok`, `buffered_failed`). `--readback` reads the span once more after a
+//! write race, calmly: every block the device stored must
+//! pass its check (`readback_blocks`, `readback_failed`, and the first failing block),
+//! re-reading a failed 64 KiB piece logical block by logical block.
 //!
 //! Sizes, the span and the offset are multiples of the device's logical block size (4096
 //! for a regular file). `--buf-offset N` starts the buffer of `pwrite` and of reads `N`
@@ -379,13 +379,22 @@ fn run() -> Result<(), String> {
     };
 
     let buffered = (0..buffered_readers)
-        .map(|_| device::open(dev, false).map_err(|e| format!("{dev}: {e}")))
+        .map(|_| File::open(dev).map_err(|e| format!("{dev}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     if !buffered.is_empty() && op == "verify" {
         return Err("--buffered-readers applies to races only".into());
     }
     if args.flag("readback") && op != "write" {
         return Err("--readback applies to writes only".into());
+    }
+    let heap_buffer = op == "read"
+        || (op == "write"
+            && args.get("memory").unwrap_or("heap") == "heap"
+            && matches!(args.get("via").unwrap_or("pwrite"), "pwrite" | "vmsplice"));
+    if buf_offset != 0 && !heap_buffer {
+        return Err(
+            "--buf-offset applies to heap buffers of reads, pwrite and vmsplice only".into(),
+        );
     }
 
     let mut line = format!("pi-race dev={dev} op={op} size={size}");
