@@ -201,11 +201,23 @@ as_fault_target() {
 	sh -c 'echo 1 >/proc/self/make-it-fail && exec "$@"' sh "$@"
 }
 
+# Prints what a case left that reset_guest removes: mounts under /tmp, dm and md devices,
+# the blkbounce module.
+leftovers() {
+	awk '$2 ~ "^/tmp/" {print "mount " $2}' /proc/mounts
+	dmsetup ls 2>/dev/null | grep -v '^No devices' | sed 's/^/dm /'
+	ls -d /sys/block/md* 2>/dev/null | sed 's|.*/|md |'
+	module_loaded && echo blkbounce
+	return 0
+}
+
 # Undoes what a case that failed or was stopped half-way may have left behind: fault
 # injection, swap, mounts under /tmp, dm and md devices, blkbounce devices and the module,
-# scsi_debug and null_blk. Fails if something stays.
+# scsi_debug and null_blk. Stacks differ (dm above blkbounce, blkbounce above dm or md), so
+# the layers are taken down in rounds until nothing is left. Fails, naming what stays, if
+# something does.
 reset_guest() {
-	local d m
+	local d m round left
 	for d in fail_make_request failslab fail_page_alloc; do
 		[ -d "/sys/kernel/debug/$d" ] && echo 0 >"/sys/kernel/debug/$d/probability"
 	done
@@ -213,14 +225,22 @@ reset_guest() {
 		[ ! -e "$d" ] || [ "$(cat "$d")" = 0 ] || echo 0 >"$d"
 	done
 	swapoff -a
-	for m in $(awk '$2 ~ "^/tmp/" {print $2}' /proc/mounts | sort -r); do
-		umount "$m" || return 1
+	for round in 1 2 3; do
+		left=$(leftovers)
+		[ -n "$left" ] || break
+		settle
+		for m in $(awk '$2 ~ "^/tmp/" {print $2}' /proc/mounts | sort -r); do
+			umount "$m"
+		done
+		grep -q '^dm ' <<<"$left" && DM_DISABLE_UDEV=1 dmsetup remove_all 2>/dev/null
+		unload_module 2>/dev/null
+		for d in /sys/block/md*; do
+			[ -e "$d" ] && mdadm --stop "/dev/${d##*/}" >/dev/null 2>&1
+		done
 	done
-	[ -z "$(dmsetup ls 2>/dev/null | grep -v '^No devices')" ] || DM_DISABLE_UDEV=1 dmsetup remove_all || return 1
-	for d in /sys/block/md*; do
-		[ -e "$d" ] && { mdadm --stop "/dev/${d##*/}" >/dev/null || return 1; }
-	done
-	unload_module && scsi_debug_unload && null_blk_unload
+	left=$(leftovers)
+	[ -z "$left" ] || { echo "left behind: $(tr '\n' ' ' <<<"$left")"; return 1; }
+	scsi_debug_unload && null_blk_unload
 }
 
 # Waits for udev to finish with new and removed disks, if udev runs.
