@@ -16,6 +16,7 @@ pub(crate) mod disk;
 pub(crate) mod folio;
 pub(crate) mod lower;
 pub(crate) mod page_pool;
+pub(crate) mod peak;
 pub(crate) mod percpu_pages;
 pub(crate) mod segment_walk;
 pub(crate) mod status;

@@ -5,7 +5,7 @@
 #![deny(unsafe_code)]
 
 use crate::{
-    blk::{bio::BioOp, page_pool::CapFigures},
+    blk::{bio::BioOp, page_pool::CapFigures, peak::raise_max},
     policy::Reason,
 };
 use kernel::{
@@ -185,17 +185,6 @@ impl Stats {
             copyback_deferred: self.copyback_deferred.load(Relaxed),
             copyback_total_ns: self.copyback_total_ns.load(Relaxed),
             copyback_max_ns: self.copyback_max_ns.load(Relaxed),
-        }
-    }
-}
-
-/// Raises `max` to `value` if it is smaller.
-pub(crate) fn raise_max(max: &Atomic<u64>, value: u64) {
-    let mut now = max.load(Relaxed);
-    while value > now {
-        match max.cmpxchg(now, value, Relaxed) {
-            Ok(_) => break,
-            Err(seen) => now = seen,
         }
     }
 }

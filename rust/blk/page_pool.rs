@@ -175,7 +175,7 @@ impl PagePool {
             }
             match self.in_flight.cmpxchg(now, want, Full) {
                 Ok(_) => {
-                    crate::stats::raise_max(&self.peak, want);
+                    super::peak::raise_max(&self.peak, want);
                     return true;
                 }
                 Err(seen) => now = seen,
@@ -233,7 +233,7 @@ impl PagePool {
             None => return None,
         };
         let out = self.pages_out.fetch_add(1 << order, Relaxed) + (1 << order);
-        crate::stats::raise_max(&self.pages_peak, out);
+        super::peak::raise_max(&self.pages_peak, out);
         // INVARIANT: `page` is a new allocation of `order`, owned by the chunk. Order-0 pages
         // from the page allocator or the recycled ones are what the pool's own allocation
         // function returns, so they may go back through the pool too.
