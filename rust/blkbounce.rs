@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! blkbounce: a stacking block device that gives its lower device stable pages.
+//!
+//! The driver is safe Rust: only `blk`, the abstraction of the block layer, is allowed
+//! code that the compiler cannot check.
+
+#![deny(unsafe_code)]
 
 mod blk;
 mod chunking;

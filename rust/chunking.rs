@@ -2,12 +2,7 @@
 
 //! How bounce memory is cut into chunks.
 
-#![deny(unsafe_code)]
-
-use kernel::prelude::*;
-
-/// The size of a page.
-const PAGE_SIZE: u32 = kernel::page::PAGE_SIZE as u32;
+use kernel::{page::PAGE_SIZE, prelude::*};
 
 /// The largest chunk: order 4, 64 KiB of contiguous pages. Larger orders are rarely free
 /// on a busy machine, and a 64 KiB copy already runs at memory speed.
@@ -16,23 +11,23 @@ pub(crate) const MAX_CHUNK_ORDER: u32 = 4;
 /// The most bytes one bounce bio carries: `BIO_MAX_VECS` (256) pages, so that a bio fits
 /// in its bvecs and in the page reserve even when only single pages can be had. Larger
 /// bios are split first.
-pub(crate) const MAX_BOUNCE_BYTES: u32 = 256 * PAGE_SIZE;
+pub(crate) const MAX_BOUNCE_BYTES: u32 = 256 * PAGE_SIZE as u32;
 
 /// The order of the chunk for the next `left` bytes: the largest that they fill (rounded
 /// up to whole pages), at most `max_order`. A 36 KiB bio takes 32 KiB and 4 KiB, not 64 KiB.
 pub(crate) fn chunk_order(left: u32, max_order: u32) -> u32 {
-    let pages = left.div_ceil(PAGE_SIZE).max(1);
+    let pages = left.div_ceil(PAGE_SIZE as u32).max(1);
     pages.ilog2().min(max_order)
 }
 
 /// The bounce memory a bio of `size` bytes takes: whole pages.
 pub(crate) fn bounce_bytes(size: u32) -> u32 {
-    size.div_ceil(PAGE_SIZE) * PAGE_SIZE
+    size.div_ceil(PAGE_SIZE as u32) * PAGE_SIZE as u32
 }
 
 /// The most chunks `size` bytes can take: one per page.
 pub(crate) fn max_chunks(size: u32) -> u16 {
-    size.div_ceil(PAGE_SIZE) as u16
+    size.div_ceil(PAGE_SIZE as u32) as u16
 }
 
 #[kunit_tests(blkbounce_chunking)]
@@ -58,7 +53,7 @@ mod tests {
         let mut out = KVec::new();
         let mut left = bounce_bytes(size);
         while left > 0 {
-            let chunk = PAGE_SIZE << chunk_order(left, MAX_CHUNK_ORDER);
+            let chunk = (PAGE_SIZE as u32) << chunk_order(left, MAX_CHUNK_ORDER);
             out.push(chunk, GFP_KERNEL).unwrap();
             left -= chunk;
         }

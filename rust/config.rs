@@ -3,14 +3,12 @@
 //! The configfs interface: `/sys/kernel/config/blkbounce/<name>/{backing,mode,enable,disk,
 //! stats,trace,max_bounce_bytes}`.
 
-#![deny(unsafe_code)]
-
 use crate::{
     blk::{
         configfs_pin::{ItemPin, SubsystemSlot},
         disk::Disk,
         lower::LowerDevice,
-        page_pool::lowmem_bytes,
+        page_reserve::lowmem_bytes,
     },
     chunking::MAX_BOUNCE_BYTES,
     device::BounceDevice,
@@ -137,6 +135,11 @@ struct DeviceState {
     enabled: Option<Enabled>,
 }
 
+/// Returns this module, whose disks blkbounce does not stack on.
+fn this_module() -> &'static ThisModule {
+    kernel::module::this_module::<crate::LocalModule>()
+}
+
 /// The least default cap: 16 MiB, sixteen of the largest bounce bios.
 const MIN_DEFAULT_MAX_BOUNCE_BYTES: u64 = 16 << 20;
 
@@ -201,7 +204,7 @@ impl DeviceConfig {
             return Err(EOPNOTSUPP);
         }
         // The node may have been given to a blkbounce disk since `backing` was written.
-        if lower.is_ours() {
+        if lower.is_of(this_module()) {
             pr_err!(
                 "{name}: cannot enable: backing {} is a blkbounce disk\n",
                 &**path
@@ -311,7 +314,7 @@ impl AttributeOperations<0> for DeviceConfig {
             return Err(EINVAL);
         }
         let path = text::to_cstring(value)?;
-        let inspection = LowerDevice::inspect(&path).inspect_err(|e| {
+        let inspection = LowerDevice::inspect(&path, this_module()).inspect_err(|e| {
             pr_err!("{name}: backing {}: not a block device: {e:?}\n", &*path);
         })?;
         if inspection.is_ours {
@@ -369,7 +372,10 @@ impl AttributeOperations<2> for DeviceConfig {
 
     fn store(this: &DeviceConfig, page: &[u8]) -> Result {
         let enable = text::bool_value(page).inspect_err(|_| {
-            pr_err!("{}: enable: expected 0 or 1\n", &*this.name);
+            pr_err!(
+                "{}: enable: expected a boolean (1, 0, y, n, on, off)\n",
+                &*this.name
+            );
         })?;
         let mut state = this.state.lock();
         if enable {
@@ -399,7 +405,7 @@ impl AttributeOperations<4> for DeviceConfig {
 
     fn show(this: &DeviceConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
         let snapshot = match &this.state.lock().enabled {
-            Some(enabled) => enabled.disk.driver().stats_snapshot(),
+            Some(enabled) => BounceDevice::stats_snapshot(&enabled.disk),
             None => StatsSnapshot::default(),
         };
         let mut writer = kernel::str::Formatter::new(page);
@@ -419,7 +425,10 @@ impl AttributeOperations<5> for DeviceConfig {
 
     fn store(this: &DeviceConfig, page: &[u8]) -> Result {
         let trace = text::bool_value(page).inspect_err(|_| {
-            pr_err!("{}: trace: expected 0 or 1\n", &*this.name);
+            pr_err!(
+                "{}: trace: expected a boolean (1, 0, y, n, on, off)\n",
+                &*this.name
+            );
         })?;
         let mut state = this.state.lock();
         state.trace = trace;

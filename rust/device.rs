@@ -2,19 +2,19 @@
 
 //! An enabled blkbounce device: a disk stacked on a lower device, and its I/O path.
 
-#![deny(unsafe_code)]
-// Only the `unsafe impl`s of the block layer's driver traits are allowed: promises about
-// the fields of the driver data, with no unsafe operation.
-
 use crate::{
     blk::{
         bio::{Bio, BioOp},
-        bioset::{BioSet, CloneTarget, Gfp},
-        bounce::{new_bounce_bioset, BounceBuffer, BounceDone, BounceTarget, NoBuffer},
-        disk::{BioDriver, Disk, DiskOptions, SubmittedBio},
+        bounce::{BounceBuffer, BounceDone, BounceTarget, NoBuffer},
+        cap::Reservation,
+        clone::CloneTarget,
+        disk::{BioDriver, BounceOptions, Disk, DiskOptions},
+        gfp::Gfp,
         lower::LowerDevice,
-        page_pool::{Chunk, PagePool, Reservation},
+        page_reserve::{Chunk, PageReserve},
+        stacked::Stacked,
         status::BlkStatus,
+        submitted_bio::SubmittedBio,
         workqueue::Workqueue,
     },
     chunking,
@@ -25,6 +25,7 @@ use crate::{
 };
 use kernel::{
     new_mutex,
+    page::PAGE_SIZE,
     prelude::*,
     str::CString,
     sync::{
@@ -36,7 +37,7 @@ use kernel::{
 /// Bios held in reserve for clones and for bounce bios.
 const BIO_RESERVE: u32 = 16;
 /// Pages held in reserve for bounce memory: one largest bounce bio's worth.
-const PAGE_RESERVE: u32 = chunking::MAX_BOUNCE_BYTES / kernel::page::PAGE_SIZE as u32;
+const PAGE_RESERVE: u32 = chunking::MAX_BOUNCE_BYTES / PAGE_SIZE as u32;
 
 /// The state of an enabled device that its I/O path uses.
 #[pin_data]
@@ -45,12 +46,6 @@ pub(crate) struct BounceDevice {
     mode: Mode,
     trace: Atomic<bool>,
     trace_limit: RateLimit,
-    #[pin]
-    clones: BioSet,
-    #[pin]
-    bounces: BioSet,
-    #[pin]
-    pages: PagePool,
     /// Taken by a bio that must wait for the page reserve, so that two bios never each
     /// hold part of it while waiting for the rest.
     #[pin]
@@ -61,8 +56,6 @@ pub(crate) struct BounceDevice {
     /// room under the cap, which copy-backs give back.
     retry_queue: Option<Workqueue>,
     stats: Stats,
-    /// Dropped last: bios kept in the bio sets' caches may still name it.
-    lower: LowerDevice,
 }
 
 impl BounceDevice {
@@ -87,14 +80,6 @@ impl BounceDevice {
             mode,
             trace: Atomic::new(trace),
             trace_limit: RateLimit::new(),
-            lower,
-            clones <- BioSet::new_for_clones(BIO_RESERVE),
-            bounces <- new_bounce_bioset(if bouncing { BIO_RESERVE } else { 1 }, bouncing),
-            pages <- PagePool::new(
-                if bouncing { PAGE_RESERVE } else { 0 },
-                max_bounce_bytes.max(u64::from(chunking::MAX_BOUNCE_BYTES)),
-                bouncing,
-            ),
             reserve_lock <- new_mutex!(()),
             copy_queue,
             retry_queue,
@@ -108,13 +93,22 @@ impl BounceDevice {
         let options = DiskOptions {
             stable_writes: matches!(mode, Mode::Auto | Mode::Always),
             max_io_bytes: bouncing.then_some(chunking::MAX_BOUNCE_BYTES),
+            clone_reserve: BIO_RESERVE,
+            bounce: BounceOptions {
+                bio_reserve: if bouncing { BIO_RESERVE } else { 1 },
+                bio_cache: bouncing,
+                page_reserve: if bouncing { PAGE_RESERVE } else { 0 },
+                cap: max_bounce_bytes.max(u64::from(chunking::MAX_BOUNCE_BYTES)),
+                recycle: bouncing,
+            },
+            ..DiskOptions::default()
         };
-        Disk::new(&disk_name, options, driver)
+        Disk::new(&disk_name, lower, options, driver)
     }
 
-    /// Returns the counters, with the figures of the cap on bounce memory.
-    pub(crate) fn stats_snapshot(&self) -> StatsSnapshot {
-        self.stats.snapshot(self.pages.cap_figures())
+    /// Returns the counters of `disk`, with the figures of its bounce memory.
+    pub(crate) fn stats_snapshot(disk: &Disk<Self>) -> StatsSnapshot {
+        disk.driver().stats.snapshot(disk.stacked().cap_figures())
     }
 
     /// Returns the disk name, e.g. `blkbounce0`.
@@ -154,24 +148,24 @@ impl BounceDevice {
             Gfp::NoIo
         };
         if let Err((bio, _)) = bio.submit_clone(gfp) {
-            self.stats.nowait_again();
-            bio.end(BlkStatus::again());
+            self.again(bio);
         }
     }
 
     /// Bounces `bio`. Returns `false` if it ended the bio itself, with an error, rather than
     /// sending it down.
-    fn bounce(&self, bio: SubmittedBio<Self>, reason: Reason) -> bool {
+    fn bounce(&self, stacked: &Stacked<Self>, bio: SubmittedBio<Self>, reason: Reason) -> bool {
         // Room under the cap first: a bio over it waits for bounce bios to complete.
         let bytes = chunking::bounce_bytes(bio.size());
-        let room = match self.pages.reserve(bytes, Gfp::NoWait) {
+        let cap = stacked.cap();
+        let room = match cap.reserve(bytes, Gfp::NoWait) {
             Some(room) => room,
             None if bio.is_nowait() => {
                 self.stats.cap_again();
                 self.again(bio);
                 return false;
             }
-            None => match self.pages.reserve(bytes, Gfp::NoIo) {
+            None => match cap.reserve(bytes, Gfp::NoIo) {
                 Some(room) => room,
                 // Only a bio larger than the cap, which the split prevents, gets here.
                 None => {
@@ -180,7 +174,8 @@ impl BounceDevice {
                 }
             },
         };
-        let mut buffer = match self.alloc_bounce(bio, room, Gfp::NoWait) {
+        let pages = stacked.pages();
+        let mut buffer = match self.alloc_bounce(pages, bio, room, Gfp::NoWait) {
             Ok(buffer) => buffer,
             Err(no) if no.upper.is_nowait() => {
                 self.stats.nowait_again();
@@ -191,7 +186,7 @@ impl BounceDevice {
                 // Serve bios one at a time from the reserve, which holds a whole bio.
                 self.stats.reserve_fallback();
                 let guard = self.reserve_lock.lock();
-                let result = self.alloc_bounce(upper, room, Gfp::NoIo);
+                let result = self.alloc_bounce(pages, upper, room, Gfp::NoIo);
                 drop(guard);
                 match result {
                     Ok(buffer) => buffer,
@@ -226,7 +221,8 @@ impl BounceDevice {
     /// Allocates bounce memory for `bio` within `room`: high-order chunks while the page
     /// allocator has them at once, single pages from the reserve for the rest.
     fn alloc_bounce<'a>(
-        &'a self,
+        &self,
+        pages: &'a PageReserve,
         bio: SubmittedBio<Self>,
         room: Reservation<'a>,
         gfp: Gfp,
@@ -236,7 +232,8 @@ impl BounceDevice {
         let mut max_order = chunking::MAX_CHUNK_ORDER;
         while buffer.size() < size {
             let left = size - buffer.size();
-            let Some(chunk) = self.alloc_chunk(chunking::chunk_order(left, max_order), gfp) else {
+            let order = chunking::chunk_order(left, max_order);
+            let Some(chunk) = alloc_chunk(pages, order, gfp) else {
                 return Err(buffer.abandon());
             };
             if chunk.came_from_pool() {
@@ -250,13 +247,6 @@ impl BounceDevice {
             }
         }
         Ok(buffer)
-    }
-
-    fn alloc_chunk(&self, order: u32, gfp: Gfp) -> Option<Chunk<'_>> {
-        (1..=order)
-            .rev()
-            .find_map(|o| self.pages.alloc(o, gfp))
-            .or_else(|| self.pages.alloc(0, gfp))
     }
 
     /// Counts a bio the lower device completed with `status`.
@@ -282,6 +272,15 @@ impl BounceDevice {
     }
 }
 
+/// Allocates a chunk of at most `1 << order` pages: the largest the page allocator has at
+/// once, else a single page.
+fn alloc_chunk(pages: &PageReserve, order: u32, gfp: Gfp) -> Option<Chunk<'_>> {
+    (1..=order)
+        .rev()
+        .find_map(|o| pages.alloc(o, gfp))
+        .or_else(|| pages.alloc(0, gfp))
+}
+
 /// What the policy knows of `bio` besides its folios.
 fn io_of(bio: &Bio) -> Io {
     Io {
@@ -291,34 +290,23 @@ fn io_of(bio: &Bio) -> Io {
     }
 }
 
-// A promise about the driver data, with no unsafe operation.
-#[allow(unsafe_code)]
-// SAFETY: The lower device is a field of the driver data, set once at creation.
-unsafe impl BioDriver for BounceDevice {
-    fn lower(&self) -> &LowerDevice {
-        &self.lower
-    }
+impl BioDriver for BounceDevice {
+    type Module = crate::LocalModule;
 
-    fn submit_bio(&self, bio: SubmittedBio<Self>) {
-        let decision = policy::decide(self.mode, io_of(&bio), &*bio);
-        self.trace(&bio, decision);
+    fn submit_bio(stacked: &Stacked<Self>, bio: SubmittedBio<Self>) {
+        let this = stacked.driver();
+        let decision = policy::decide(this.mode, io_of(&bio), &*bio);
+        this.trace(&bio, decision);
         match decision {
-            Decision::PassThrough | Decision::ZeroCopyFirst => self.pass_through(bio),
+            Decision::PassThrough | Decision::ZeroCopyFirst => this.pass_through(bio),
             Decision::Bounce(reason) => {
-                self.bounce(bio, reason);
+                this.bounce(stacked, bio, reason);
             }
         }
     }
 }
 
-// A promise about the driver data, with no unsafe operation.
-#[allow(unsafe_code)]
-// SAFETY: `clones` is a field of the driver data, made by `BioSet::new_for_clones`.
-unsafe impl CloneTarget for BounceDevice {
-    fn bioset(&self) -> &BioSet {
-        &self.clones
-    }
-
+impl CloneTarget for BounceDevice {
     fn clone_done(bio: SubmittedBio<Self>, status: BlkStatus) {
         bio.driver().completed(bio.is_nowait(), status);
         bio.end(status);
@@ -334,29 +322,18 @@ unsafe impl CloneTarget for BounceDevice {
 
     /// Reads the bio again, into bounce pages copied back when it completes. Only the
     /// retry's status reaches the caller.
-    fn clone_retry(&self, bio: SubmittedBio<Self>) {
-        self.stats.retried_read();
-        self.trace(&bio, "protection error, retry bounced");
-        if !self.bounce(bio, Reason::Retry) {
+    fn clone_retry(stacked: &Stacked<Self>, bio: SubmittedBio<Self>) {
+        let this = stacked.driver();
+        this.stats.retried_read();
+        this.trace(&bio, "protection error, retry bounced");
+        if !this.bounce(stacked, bio, Reason::Retry) {
             // Ended here, before it went down (`BLK_STS_AGAIN` for a `REQ_NOWAIT` bio).
-            self.stats.retry_failed();
+            this.stats.retry_failed();
         }
     }
 }
 
-// A promise about the driver data, with no unsafe operation.
-#[allow(unsafe_code)]
-// SAFETY: `bounces` (made by `new_bounce_bioset`), `pages` and `copy_queue` are fields of
-// the driver data, set once at creation.
-unsafe impl BounceTarget for BounceDevice {
-    fn bounce_bioset(&self) -> &BioSet {
-        &self.bounces
-    }
-
-    fn page_pool(&self) -> &PagePool {
-        &self.pages
-    }
-
+impl BounceTarget for BounceDevice {
     fn copy_queue(&self) -> &Workqueue {
         &self.copy_queue
     }

@@ -2,8 +2,6 @@
 
 //! The pool of disk numbers: `blkbounce0`, `blkbounce1`, ...
 
-#![deny(unsafe_code)]
-
 use kernel::{
     prelude::*,
     sync::atomic::{Atomic, Full, Relaxed},

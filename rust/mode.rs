@@ -2,8 +2,6 @@
 
 //! The bounce policy of a device: `auto`, `always`, `optimistic` or `off`.
 
-#![deny(unsafe_code)]
-
 use crate::{blk::lower::Integrity, text};
 use kernel::{fmt, prelude::*};
 

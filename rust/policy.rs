@@ -35,8 +35,6 @@
 //! block device's page cache (metadata buffers, buffered I/O to a disk), mapped into a
 //! process, or foreign (a Xen guest's page, grant-mapped by xen-blkback).
 
-#![deny(unsafe_code)]
-
 use crate::{
     blk::{
         bio::BioOp,

@@ -3,8 +3,6 @@
 //! A rate limit for kernel log lines: a burst per interval, and a count of what was held
 //! back.
 
-#![deny(unsafe_code)]
-
 use kernel::{
     prelude::*,
     sync::atomic::{Atomic, Full, Relaxed},

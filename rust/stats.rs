@@ -2,10 +2,8 @@
 
 //! Per-device counters, shown by the `stats` attribute as one `key value` per line.
 
-#![deny(unsafe_code)]
-
 use crate::{
-    blk::{bio::BioOp, page_pool::CapFigures, peak::raise_max},
+    blk::{bio::BioOp, cap::CapFigures, peak::raise_max},
     policy::Reason,
 };
 use kernel::{

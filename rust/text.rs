@@ -2,9 +2,10 @@
 
 //! Strict parsing of configfs attribute values.
 
-#![deny(unsafe_code)]
-
-use kernel::{prelude::*, str::CString};
+use kernel::{
+    prelude::*,
+    str::{kstrtobool_bytes, parse_int::ParseInt, BStr, CString},
+};
 
 /// The longest value any attribute accepts, in bytes (a block device path).
 pub(crate) const MAX_VALUE_LEN: usize = 255;
@@ -29,27 +30,16 @@ pub(crate) fn to_cstring(value: &[u8]) -> Result<CString> {
     Ok(CString::try_from(cstr)?)
 }
 
-/// Parses a decimal attribute value that fits in a `u64`; anything else is `EINVAL`.
+/// Parses an attribute value that is a number fitting in a `u64`, as `kstrtou64(s, 0)`
+/// does (decimal, `0x` hexadecimal, `0` octal); anything else is `EINVAL`.
 pub(crate) fn u64_value(input: &[u8]) -> Result<u64> {
-    let value = value(input)?;
-    if value.len() > 20 {
-        return Err(EINVAL);
-    }
-    value.iter().try_fold(0u64, |n, &c| {
-        let digit = c.checked_sub(b'0').filter(|d| *d <= 9).ok_or(EINVAL)?;
-        n.checked_mul(10)
-            .and_then(|n| n.checked_add(u64::from(digit)))
-            .ok_or(EINVAL)
-    })
+    u64::from_str(BStr::from_bytes(value(input)?))
 }
 
-/// Parses a boolean attribute value: exactly `0` or `1`.
+/// Parses a boolean attribute value as `kstrtobool` does, as configfs attributes of the
+/// kernel's own do: `1`, `y`, `t`, `on` and `0`, `n`, `f`, `off`, in either case.
 pub(crate) fn bool_value(input: &[u8]) -> Result<bool> {
-    match value(input)? {
-        b"0" => Ok(false),
-        b"1" => Ok(true),
-        _ => Err(EINVAL),
-    }
+    kstrtobool_bytes(value(input)?)
 }
 
 #[kunit_tests(blkbounce_text)]
@@ -73,17 +63,20 @@ mod tests {
     }
 
     #[test]
-    fn booleans_are_strict() {
+    fn booleans_as_kstrtobool() {
         assert_eq!(bool_value(b"1\n"), Ok(true));
         assert_eq!(bool_value(b"0"), Ok(false));
-        assert_eq!(bool_value(b"1garbage"), Err(EINVAL));
-        assert_eq!(bool_value(b"yes"), Err(EINVAL));
+        assert_eq!(bool_value(b"on"), Ok(true));
+        assert_eq!(bool_value(b"N"), Ok(false));
+        assert_eq!(bool_value(b"garbage"), Err(EINVAL));
         assert_eq!(bool_value(b"2"), Err(EINVAL));
+        assert_eq!(bool_value(b"\n"), Err(EINVAL));
     }
 
     #[test]
-    fn numbers_are_strict() {
+    fn numbers_as_kstrtou64() {
         assert_eq!(u64_value(b"1048576\n"), Ok(1048576));
+        assert_eq!(u64_value(b"0x100000"), Ok(1048576));
         assert_eq!(u64_value(b"18446744073709551615"), Ok(u64::MAX));
         assert_eq!(u64_value(b"18446744073709551616"), Err(EINVAL));
         assert_eq!(u64_value(b"-1"), Err(EINVAL));

@@ -2,7 +2,7 @@
 
 //! A read-only view of a `struct bio`, and a walk over its data page by page.
 
-use kernel::{bindings, fmt, types::Opaque};
+use kernel::{bindings, fmt, page::PAGE_SIZE, types::Opaque};
 
 /// What a bio asks of the device, as far as blkbounce tells operations apart.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -35,8 +35,8 @@ impl fmt::Display for BioOp {
 const REQ_NOWAIT: u32 = 1 << bindings::req_flag_bits___REQ_NOWAIT;
 /// `REQ_IDLE` (`enum req_flag_bits`).
 const REQ_IDLE: u32 = 1 << bindings::req_flag_bits___REQ_IDLE;
-const REQ_OP_MASK: u32 = (1 << bindings::REQ_OP_BITS) - 1;
-const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
+/// `REQ_OP_MASK` (`include/linux/blk_types.h`): the operation bits of `bi_opf`.
+const REQ_OP_MASK: bindings::blk_opf_t = (1 << bindings::REQ_OP_BITS) - 1;
 
 /// A bio, seen through a shared reference.
 ///
@@ -73,9 +73,14 @@ impl Bio {
         unsafe { (*self.as_raw()).bi_opf }
     }
 
+    /// Returns the operation bits of `bi_opf` (`bio_op()`).
+    pub(super) fn req_op(&self) -> bindings::blk_opf_t {
+        self.opf() & REQ_OP_MASK
+    }
+
     /// Returns the operation.
     pub(crate) fn op(&self) -> BioOp {
-        match self.opf() & REQ_OP_MASK {
+        match self.req_op() {
             bindings::req_op_REQ_OP_READ => BioOp::Read,
             bindings::req_op_REQ_OP_WRITE => BioOp::Write,
             bindings::req_op_REQ_OP_DISCARD | bindings::req_op_REQ_OP_SECURE_ERASE => {

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Bounce bios: a bio of the driver's own pages that stands in for an upper bio.
+//! The bounce path: a bio of the disk's own pages that stands in for an upper bio.
 //!
 //! A bounce bio carries its context (the upper bio, a work item for the copy-back, the
-//! time it was handed to the workqueue, the bytes of the pool's cap it holds, whether it
-//! retries a failed I/O) in the front pad of its bio set,
-//! and its memory as one bvec per [`Chunk`]. Writes are copied in before submission; reads
-//! are copied out after completion: at once when the completion runs in process context
-//! (a PI device's reads complete on the `kintegrityd` workqueue after verification), else
-//! on the driver's workqueue.
+//! time it was handed to the workqueue, the bytes of the disk's cap it holds, whether it
+//! retries a failed I/O) in the front pad of its bio set, and its memory as one bvec per
+//! [`Chunk`]. Writes are copied in before submission; reads are copied out after
+//! completion: at once when the completion runs in process context (a PI device's reads
+//! complete on the `kintegrityd` workqueue after verification), else on the driver's
+//! workqueue.
 //!
 //! The upper bio's pages may be written by user space while they are copied: that is the
 //! workload. They are copied only by the kernel's `memcpy_from_page()` and
@@ -16,46 +16,42 @@
 //! through Rust references, in one linear walk over both bvec arrays ([`SegmentWalk`]).
 
 use super::{
-    bio::Bio,
-    bioset::{BioSet, Gfp},
-    disk::{BioDriver, ParkedBio, SubmittedBio},
+    bio::{Bio, BioOp},
+    bioset::BioSet,
+    cap::Reservation,
+    disk::BioDriver,
+    gfp::Gfp,
     helpers,
-    page_pool::{Chunk, PagePool, Reservation},
+    page_reserve::{Chunk, PageReserve},
     segment_walk::{SegmentWalk, Step},
+    stacked::Stacked,
     status::BlkStatus,
+    submitted_bio::SubmittedBio,
     workqueue::{init_and_queue_raw, Workqueue},
 };
-use core::{marker::PhantomData, mem::ManuallyDrop, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    mem::{ManuallyDrop, MaybeUninit},
+    ptr::NonNull,
+};
 use kernel::{bindings, prelude::*, static_lock_class};
 
 /// What a bounce bio carries in front of it.
 #[repr(C)]
-struct BounceCtx {
+pub(super) struct BounceCtx<T: BioDriver> {
+    /// First, so that the work function finds the context at the work item's address.
     work: bindings::work_struct,
-    upper: ParkedBio,
+    /// From submission until the completion takes it back, once.
+    upper: MaybeUninit<SubmittedBio<T>>,
     deferred_ns: i64,
+    /// Bytes of the disk's own cap, which [`BounceBuffer::new`] checked the reservation
+    /// was of.
     reserved: u32,
     retry: bool,
 }
 
-/// The front pad of the bounce bio set: the context, keeping the bio 8-byte aligned.
-const FRONT_PAD: usize = core::mem::size_of::<BounceCtx>().next_multiple_of(8);
-
-/// A driver that bounces bios through its own pages.
-///
-/// # Safety
-///
-/// [`BounceTarget::bounce_bioset`] returns a bio set made by [`new_bounce_bioset`],
-/// [`BounceTarget::page_pool`] and [`BounceTarget::copy_queue`] a pool and a queue, each
-/// part of the driver data (so that they outlive every bio of the disk, and the queue's
-/// work) and the same object on every call.
-pub(crate) unsafe trait BounceTarget: BioDriver {
-    /// The bio set bounce bios come from.
-    fn bounce_bioset(&self) -> &BioSet;
-
-    /// The pool chunks come from, with its reserve and cap.
-    fn page_pool(&self) -> &PagePool;
-
+/// A driver that bounces bios through pages of the disk's own.
+pub(crate) trait BounceTarget: BioDriver {
     /// The queue read copy-backs run on.
     fn copy_queue(&self) -> &Workqueue;
 
@@ -68,27 +64,14 @@ pub(crate) unsafe trait BounceTarget: BioDriver {
     fn bounce_work(done: BounceDone<Self>);
 }
 
-/// Creates the bio set for bounce bios, with `pool_size` in reserve and, for a device that
-/// bounces (`cache`), a per-CPU cache of free bios (see [`BioSet::with_layout`]).
-pub(crate) fn new_bounce_bioset(pool_size: u32, cache: bool) -> impl PinInit<BioSet, Error> {
-    let cache = if cache {
-        bindings::BIOSET_PERCPU_CACHE
-    } else {
-        0
-    };
-    BioSet::with_layout(
-        pool_size,
-        FRONT_PAD as u32,
-        (bindings::BIOSET_NEED_BVECS | cache) as i32,
-    )
-}
-
+/// The context of a bounce bio.
+///
 /// # Safety
 ///
-/// `bio` must come from a bio set made by [`new_bounce_bioset`].
-unsafe fn ctx_of(bio: *mut bindings::bio) -> *mut BounceCtx {
-    // SAFETY: The bio set places the context `FRONT_PAD` bytes before each bio.
-    unsafe { bio.cast::<u8>().sub(FRONT_PAD).cast() }
+/// `bio` must come from the bounce bio set of a `Stacked<T>` and not be freed.
+unsafe fn ctx_of<T: BioDriver>(bio: *mut bindings::bio) -> *mut BounceCtx<T> {
+    // SAFETY: By the safety requirements.
+    unsafe { BioSet::<BounceCtx<T>>::ctx_of(bio) }
 }
 
 /// Returns the chunks of a bounce bio, one bvec each.
@@ -161,12 +144,13 @@ unsafe fn copy_step(step: &Step, chunks: &[bindings::bio_vec], direction: Direct
 ///
 /// # Safety
 ///
-/// `bio` must be a bounce bio of `pool`'s driver that nobody uses any more.
-unsafe fn free(bio: *mut bindings::bio, pool: &PagePool) {
-    // SAFETY: Each bvec is one chunk of `pool` given by `BounceBuffer::push`.
+/// `bio` must be a bounce bio whose chunks come from `pages`, and that nobody uses any
+/// more.
+unsafe fn free(bio: *mut bindings::bio, pages: &PageReserve) {
+    // SAFETY: Each bvec is one chunk of `pages` given by `BounceBuffer::push`.
     unsafe {
         for chunk in chunks_of(bio) {
-            pool.free_raw(chunk.bv_page);
+            pages.free_raw(chunk.bv_page);
         }
         bindings::bio_put(bio);
     }
@@ -176,12 +160,12 @@ unsafe fn free(bio: *mut bindings::bio, pool: &PagePool) {
 ///
 /// # Invariants
 ///
-/// - `bio` comes from the driver's bounce bio set, is owned here, and each of its bvecs is
-///   a whole chunk of the driver's page pool.
-/// - `room` is a reservation of the driver's page pool.
+/// - `bio` comes from the bounce bio set of the upper bio's disk, is owned here, and each
+///   of its bvecs is a whole chunk of that disk's pages.
+/// - `room` is a reservation of that disk's cap.
 ///
 /// Fields drop in order: the reservation is given back before the upper bio ends, since
-/// its end may let the disk free the pool.
+/// its end may let the disk free the cap.
 pub(crate) struct BounceBuffer<'a, T: BounceTarget> {
     bio: NonNull<bindings::bio>,
     room: Reservation<'a>,
@@ -207,28 +191,27 @@ impl<T: BounceTarget> NoBuffer<'_, T> {
 
 impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     /// Allocates an empty bounce bio like `upper`, for the lower device: same operation,
-    /// flags, sector, priority, write hint and cgroup, with room for `max_chunks` chunks.
-    /// `room` must be a reservation of the pool of `upper`'s driver.
+    /// flags, sector (plus the disk's offset), priority, write hint and cgroup, with room
+    /// for `max_chunks` chunks. `room` must be a reservation of the cap of `upper`'s disk.
     pub(crate) fn new(
         upper: SubmittedBio<T>,
         room: Reservation<'a>,
         max_chunks: u16,
         gfp: Gfp,
     ) -> Result<Self, NoBuffer<'a, T>> {
-        let driver = upper.driver();
-        if kernel::warn_on!(!room.is_of(driver.page_pool())) {
+        let stacked = upper.stacked();
+        if kernel::warn_on!(!room.is_of(stacked.cap())) {
             return Err(NoBuffer { room, upper });
         }
         // SAFETY: The lower device is open and the bio set initialised, for as long as the
-        // driver data lives (by the contracts of `BioDriver` and `BounceTarget`); the upper
-        // bio is valid.
+        // disk's state lives; the upper bio is valid.
         let bio = unsafe {
             bindings::bio_alloc_bioset(
-                driver.lower().as_raw(),
+                stacked.lower().as_raw(),
                 max_chunks,
                 upper.opf(),
                 gfp.as_raw(),
-                driver.bounce_bioset().as_raw(),
+                stacked.bounces().as_raw(),
             )
         };
         let Some(bio) = NonNull::new(bio) else {
@@ -238,12 +221,12 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         unsafe {
             let b = bio.as_ptr();
             let u = upper.as_raw();
-            (*b).bi_iter.bi_sector = (*u).bi_iter.bi_sector;
+            (*b).bi_iter.bi_sector = (*u).bi_iter.bi_sector + stacked.offset();
             (*b).bi_ioprio = (*u).bi_ioprio;
             (*b).bi_write_hint = (*u).bi_write_hint;
             bindings::bio_clone_blkg_association(b, u);
         }
-        // INVARIANT: The bio comes from the bounce bio set and has no bvecs yet; the
+        // INVARIANT: The bio comes from the disk's bounce bio set and has no bvecs yet; the
         // reservation was checked above.
         Ok(BounceBuffer {
             bio,
@@ -270,14 +253,14 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         unsafe { (*self.bio.as_ptr()).bi_iter.bi_size }
     }
 
-    /// Appends the first `len` bytes of `chunk`, which must come from the pool of the
-    /// upper bio's driver. Gives the chunk back if it does not, or if there is no room for
+    /// Appends the first `len` bytes of `chunk`, which must come from the pages of the
+    /// upper bio's disk. Gives the chunk back if it does not, or if there is no room for
     /// another bvec.
     pub(crate) fn push(&mut self, chunk: Chunk<'a>, len: u32) -> Result<(), Chunk<'a>> {
         let b = self.bio.as_ptr();
         // SAFETY: By the type invariant the bio is owned here.
         let full = unsafe { (*b).bi_vcnt >= (*b).bi_max_vecs };
-        let foreign = !chunk.is_of(self.upper.driver().page_pool());
+        let foreign = !chunk.is_of(self.upper.stacked().pages());
         if kernel::warn_on!(full || foreign || len as usize > chunk.size()) {
             return Err(chunk);
         }
@@ -287,18 +270,34 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         Ok(())
     }
 
+    /// Moves the reservation and the upper bio out, leaving the bounce bio to the caller.
+    fn into_parts(
+        self,
+    ) -> (
+        NonNull<bindings::bio>,
+        Reservation<'a>,
+        SubmittedBio<T>,
+        bool,
+    ) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: Each field is moved out once, and `this` is not dropped.
+        unsafe {
+            (
+                this.bio,
+                core::ptr::read(&this.room),
+                core::ptr::read(&this.upper),
+                this.retry,
+            )
+        }
+    }
+
     /// Frees the bounce bio and its chunks, and gives back what it was made from.
     pub(crate) fn abandon(self) -> NoBuffer<'a, T> {
-        let this = ManuallyDrop::new(self);
-        // SAFETY: By the type invariant the bio is owned here, with chunks of the pool.
-        // Each field is moved out once, and `this` is not dropped.
-        unsafe {
-            free(this.bio.as_ptr(), this.upper.driver().page_pool());
-            NoBuffer {
-                room: core::ptr::read(&this.room),
-                upper: core::ptr::read(&this.upper),
-            }
-        }
+        let (bio, room, upper, _) = self.into_parts();
+        // SAFETY: By the type invariant the bio is owned here, with chunks of the disk's
+        // pages.
+        unsafe { free(bio.as_ptr(), upper.stacked().pages()) };
+        NoBuffer { room, upper }
     }
 
     /// Copies a write's data into the bounce memory and sends the bounce bio to the lower
@@ -307,7 +306,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     /// `BLK_STS_IOERR` and a warning.
     pub(crate) fn submit(mut self) {
         let b = self.bio.as_ptr();
-        let is_write = self.upper.op() == super::bio::BioOp::Write;
+        let is_write = self.upper.op() == BioOp::Write;
         if kernel::warn_on!(self.size() != self.upper.size()) {
             return self.abandon().fail(BlkStatus::io_error());
         }
@@ -317,19 +316,17 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             kernel::warn_on!(true);
             return self.abandon().fail(BlkStatus::io_error());
         }
-        let this = ManuallyDrop::new(self);
-        // SAFETY: Each field is moved out once, and `this` is not dropped.
-        let (room, upper) = unsafe { (core::ptr::read(&this.room), core::ptr::read(&this.upper)) };
+        let (_, room, upper, retry) = self.into_parts();
         let disk = upper.gendisk();
         let sector = upper.sector();
         // SAFETY: The bio is owned here and comes from the bounce bio set, so it has a
-        // context. The upper bio and the reservation travel there until the completion
-        // takes them back.
+        // `BounceCtx<T>`. The upper bio and the reservation's bytes travel there until the
+        // completion takes them back.
         unsafe {
-            let ctx = ctx_of(b);
-            (*ctx).upper = upper.park();
-            (*ctx).reserved = room.into_raw();
-            (*ctx).retry = this.retry;
+            let ctx = ctx_of::<T>(b);
+            (&raw mut (*ctx).upper).write(MaybeUninit::new(upper));
+            (*ctx).reserved = room.into_bytes();
+            (*ctx).retry = retry;
             (*b).bi_end_io = Some(bounce_end_io::<T>);
             helpers::blkbounce_trace_bio_remap(b, disk, sector);
             bindings::submit_bio_noacct(b);
@@ -339,10 +336,10 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
 
 impl<T: BounceTarget> Drop for BounceBuffer<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the bio is owned here, with chunks of the pool. The
-        // reservation and then the upper bio are dropped after this (failing the upper bio
-        // with a warning: callers `abandon` a buffer rather than drop it).
-        unsafe { free(self.bio.as_ptr(), self.upper.driver().page_pool()) };
+        // SAFETY: By the type invariant the bio is owned here, with chunks of the disk's
+        // pages. The reservation and then the upper bio are dropped after this (failing
+        // the upper bio with a warning: callers `abandon` a buffer rather than drop it).
+        unsafe { free(self.bio.as_ptr(), self.upper.stacked().pages()) };
     }
 }
 
@@ -351,8 +348,8 @@ impl<T: BounceTarget> Drop for BounceBuffer<'_, T> {
 ///
 /// # Invariants
 ///
-/// `bio` is a completed bounce bio of a `T` whose context holds a parked
-/// `SubmittedBio<T>` not yet ended and the bytes of its pool's cap.
+/// `bio` is a completed bounce bio of a `Stacked<T>` whose context holds its upper bio,
+/// not yet ended, and bytes of that disk's cap.
 pub(crate) struct BounceDone<T: BounceTarget> {
     bio: NonNull<bindings::bio>,
     _driver: PhantomData<T>,
@@ -362,9 +359,14 @@ pub(crate) struct BounceDone<T: BounceTarget> {
 unsafe impl<T: BounceTarget> Send for BounceDone<T> {}
 
 impl<T: BounceTarget> BounceDone<T> {
-    fn ctx(&self) -> *mut BounceCtx {
+    fn ctx(&self) -> *mut BounceCtx<T> {
         // SAFETY: By the type invariant the bio is a bounce bio.
         unsafe { ctx_of(self.bio.as_ptr()) }
+    }
+
+    fn upper_bio(&self) -> &SubmittedBio<T> {
+        // SAFETY: By the type invariant the upper bio is in the context while `self` lives.
+        unsafe { (*self.ctx()).upper.assume_init_ref() }
     }
 
     /// Returns the lower device's completion status.
@@ -375,14 +377,12 @@ impl<T: BounceTarget> BounceDone<T> {
 
     /// Returns the upper bio.
     pub(crate) fn upper(&self) -> &Bio {
-        // SAFETY: By the type invariant the upper bio is parked while `self` lives.
-        unsafe { (*self.ctx()).upper.bio() }
+        self.upper_bio()
     }
 
     /// Returns the driver data.
     pub(crate) fn driver(&self) -> &T {
-        // SAFETY: The upper bio is a parked `SubmittedBio<T>` while `self` lives.
-        unsafe { (*self.ctx()).upper.driver::<T>() }
+        self.upper_bio().driver()
     }
 
     /// Returns `true` if the bounce bio was marked by [`BounceBuffer::mark_retry`].
@@ -424,9 +424,9 @@ impl<T: BounceTarget> BounceDone<T> {
     pub(crate) fn defer(self) {
         let this = ManuallyDrop::new(self);
         let ctx = this.ctx();
-        // The work may run, finish the upper bio and let the disk free the driver data
-        // before `queue_raw` returns: take the queue's address now, and hold no reference
-        // into the driver data across the call.
+        // The work may run, finish the upper bio and let the disk free its state before
+        // `queue_raw` returns: take the queue's address now, and hold no reference into
+        // the driver data across the call.
         let wq = this.driver().copy_queue().as_raw();
         // SAFETY: The context is owned with the bio; its work item is initialised here
         // and queued once. `bounce_work_fn` takes ownership back. The queue is alive when
@@ -438,7 +438,7 @@ impl<T: BounceTarget> BounceDone<T> {
                 wq,
                 &raw mut (*ctx).work,
                 bounce_work_fn::<T>,
-                c"blkbounce_copy",
+                c"blk_bounce_copy",
                 static_lock_class!(),
             );
         }
@@ -449,16 +449,15 @@ impl<T: BounceTarget> BounceDone<T> {
     pub(crate) fn finish(self, status: BlkStatus) {
         let this = ManuallyDrop::new(self);
         let ctx = this.ctx();
-        // SAFETY: The upper bio was parked by `submit` and is taken back once, here.
-        let upper = unsafe { SubmittedBio::<T>::unpark((*ctx).upper) };
-        let pool = upper.driver().page_pool();
-        // SAFETY: The bounce bio is done and owned here; its chunks and its reservation
-        // belong to the pool. The reservation is read before the bio (and the context
-        // with it) is freed.
+        // SAFETY: The upper bio and the reserved bytes are taken back once, here, before
+        // the bio (and the context with it) is freed.
+        let (upper, reserved) = unsafe { ((*ctx).upper.assume_init_read(), (*ctx).reserved) };
+        let stacked: &Stacked<T> = upper.stacked();
+        // SAFETY: The bounce bio is done and owned here; its chunks come from the pages of
+        // the upper bio's disk, and its bytes from that disk's cap (by the type invariant).
         unsafe {
-            let reserved = (*ctx).reserved;
-            free(this.bio.as_ptr(), pool);
-            pool.release_raw(reserved);
+            free(this.bio.as_ptr(), stacked.pages());
+            stacked.cap().release(reserved);
         }
         upper.end(status);
     }
@@ -497,9 +496,9 @@ unsafe extern "C" fn bounce_end_io<T: BounceTarget>(bio: *mut bindings::bio) {
 ///
 /// `work` is the work item of a bounce bio context queued by `defer`.
 unsafe extern "C" fn bounce_work_fn<T: BounceTarget>(work: *mut bindings::work_struct) {
-    // SAFETY: `work` is the first field of a `BounceCtx`, which `FRONT_PAD` bytes before
-    // its bio.
-    let bio = unsafe { work.cast::<u8>().add(FRONT_PAD).cast::<bindings::bio>() };
+    // SAFETY: `work` is the first field of a `BounceCtx<T>` (`repr(C)`), whose bio
+    // follows it.
+    let bio = unsafe { BioSet::bio_of(work.cast::<BounceCtx<T>>()) };
     // INVARIANT: `defer` gave up ownership of this completed bounce bio.
     T::bounce_work(BounceDone {
         // SAFETY: A bio follows every context.

@@ -4,7 +4,7 @@
 
 use super::helpers;
 use core::ptr::NonNull;
-use kernel::{bindings, prelude::*};
+use kernel::{bindings, prelude::*, ThisModule};
 
 /// `BLK_OPEN_READ` and `BLK_OPEN_WRITE` (`include/linux/blkdev.h`), from `helpers.c`.
 fn open_modes() -> (bindings::blk_mode_t, bindings::blk_mode_t) {
@@ -73,7 +73,8 @@ impl LowerDevice {
     /// Fails with `ENOENT` for a missing path, `ENOTBLK` for anything but a block device
     /// and `ENXIO` for a device without a disk behind it. Whether it is held is a snapshot:
     /// [`LowerDevice::open`] is what claims it.
-    pub(crate) fn inspect(path: &CStr) -> Result<Inspection> {
+    /// `is_ours` tells whether the device is a disk of the module `owner`.
+    pub(crate) fn inspect(path: &CStr, owner: &ThisModule) -> Result<Inspection> {
         let (read, _) = open_modes();
         // SAFETY: `path` is NUL-terminated. No holder: the open claims nothing.
         let file = unsafe {
@@ -89,7 +90,7 @@ impl LowerDevice {
         let bdev = unsafe { bindings::file_bdev(file) };
         let inspection = Inspection {
             // SAFETY: The device is open, so its disk is valid.
-            is_ours: unsafe { is_ours(bdev) },
+            is_ours: unsafe { is_of(bdev, owner) },
             // SAFETY: The device is open.
             is_held: unsafe { !helpers::blkbounce_bdev_holder(bdev).is_null() },
             // SAFETY: The device is open.
@@ -115,10 +116,42 @@ impl LowerDevice {
                 core::ptr::null(),
             )
         };
+        // SAFETY: `file` was just returned by `bdev_file_open_by_path`.
+        unsafe { Self::from_opened(file) }
+    }
+
+    /// Opens the block device `major:minor` exclusively for `holder`, as
+    /// [`LowerDevice::open`] does a path.
+    // blkbounce opens paths; the sample driver opens a device number.
+    #[allow(dead_code)]
+    pub(crate) fn open_by_dev<H>(major: u32, minor: u32, holder: &H) -> Result<Self> {
+        if major >= 1 << bindings::MINORBITS || minor >= 1 << bindings::MINORBITS {
+            return Err(EINVAL);
+        }
+        let (read, write) = open_modes();
+        // SAFETY: As in `open`: the holder is only compared.
+        let file = unsafe {
+            bindings::bdev_file_open_by_dev(
+                (major << bindings::MINORBITS) | minor,
+                read | write,
+                core::ptr::from_ref(holder).cast_mut().cast(),
+                core::ptr::null(),
+            )
+        };
+        // SAFETY: `file` was just returned by `bdev_file_open_by_dev`.
+        unsafe { Self::from_opened(file) }
+    }
+
+    /// Takes over the result of a `bdev_file_open_by_*` call.
+    ///
+    /// # Safety
+    ///
+    /// `file` must be what such a call returned, and not be used elsewhere.
+    unsafe fn from_opened(file: *mut bindings::file) -> Result<Self> {
         let file = NonNull::new(kernel::error::from_err_ptr(file)?).ok_or(ENODEV)?;
         // SAFETY: `file` is an open block device file.
         let bdev = unsafe { bindings::file_bdev(file.as_ptr()) };
-        // INVARIANT: `file` is a block device file just opened above, `bdev` its device.
+        // INVARIANT: `file` is a block device file opened by the caller, `bdev` its device.
         Ok(Self { file, bdev })
     }
 
@@ -127,10 +160,10 @@ impl LowerDevice {
         self.bdev
     }
 
-    /// Returns `true` if the device's disk is one of this module's.
-    pub(crate) fn is_ours(&self) -> bool {
+    /// Returns `true` if the device's disk is one of the module `owner`'s.
+    pub(crate) fn is_of(&self, owner: &ThisModule) -> bool {
         // SAFETY: The block device is valid while it is open.
-        unsafe { is_ours(self.as_raw()) }
+        unsafe { is_of(self.as_raw(), owner) }
     }
 
     /// Returns `true` if the device is zoned.
@@ -142,8 +175,7 @@ impl LowerDevice {
     /// Returns what the device's integrity profile checks, as it is now: an administrator
     /// may turn `read_verify` and `write_generate` off at any time. May sleep.
     pub(crate) fn integrity(&self) -> Integrity {
-        // SAFETY: An all-zero `queue_limits` is a valid value to copy over.
-        let mut lim: bindings::queue_limits = unsafe { core::mem::zeroed() };
+        let mut lim: bindings::queue_limits = pin_init::zeroed();
         // SAFETY: The block device is valid while it is open; `lim` is valid for writes.
         // The copy is taken under the queue's limits lock, so its fields agree.
         unsafe { helpers::blkbounce_bdev_limits(self.as_raw(), &mut lim) };
@@ -183,13 +215,13 @@ impl Drop for LowerDevice {
     }
 }
 
-/// Returns `true` if the disk of `bdev` was registered by this module.
+/// Returns `true` if the disk of `bdev` was registered by the module `owner`.
 ///
 /// # Safety
 ///
 /// `bdev` must be an open block device.
-unsafe fn is_ours(bdev: *mut bindings::block_device) -> bool {
+unsafe fn is_of(bdev: *mut bindings::block_device, owner: &ThisModule) -> bool {
     // SAFETY: An open block device has a valid disk with valid operations.
-    let owner = unsafe { (*(*(*bdev).bd_disk).fops).owner };
-    owner == kernel::module::this_module::<crate::LocalModule>().as_ptr()
+    let fops_owner = unsafe { (*(*(*bdev).bd_disk).fops).owner };
+    fops_owner == owner.as_ptr()
 }

@@ -12,16 +12,17 @@ use super::helpers;
 use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
 use kernel::{
     bindings,
+    page::PAGE_SIZE,
     prelude::*,
     sync::atomic::{Atomic, Relaxed},
 };
 
 /// How many pages each CPU keeps: 64 KiB, a queue depth of 16 bounced 4 KiB I/Os that
 /// complete on the CPU that submits them; at least one page.
-pub(crate) const DEPTH: usize = if kernel::page::PAGE_SIZE >= 65536 {
+pub(crate) const DEPTH: usize = if PAGE_SIZE >= 65536 {
     1
 } else {
-    65536 / kernel::page::PAGE_SIZE
+    65536 / PAGE_SIZE
 };
 
 /// One CPU's free pages.

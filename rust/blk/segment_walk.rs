@@ -11,10 +11,9 @@
 
 use kernel::{
     bindings::{bio_vec, page},
+    page::PAGE_SIZE,
     prelude::*,
 };
-
-const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
 /// One step of a copy.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

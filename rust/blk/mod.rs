@@ -4,22 +4,45 @@
 //!
 //! The upstream `kernel::block` crate covers blk-mq drivers only. A stacking, bio-based
 //! driver needs bios, bio sets, a bio-based disk and an exclusively opened lower device,
-//! and a bouncing one also bounce bios, a page mempool and a workqueue of its own; this
-//! module provides them, in the style of `rust/kernel/block/mq/`. The driver logic above
-//! it is safe Rust.
+//! and a bouncing one also bounce bios, bounce memory and a workqueue of its own; this
+//! module provides them, in the style of `rust/kernel/block/mq/`. Nothing here imports
+//! from the driver above it, which is safe Rust.
+//!
+//! A driver implements [`disk::BioDriver`] (and [`clone::CloneTarget`] to pass bios
+//! through, [`bounce::BounceTarget`] to bounce them), all safe traits, and registers a
+//! [`disk::Disk`] over a [`lower::LowerDevice`]. The disk owns everything its bios use
+//! ([`stacked::Stacked`]: the lower device, the bio sets, the cap and the page reserve),
+//! so the driver makes no promise about their lifetimes, and each bio set's context type
+//! is its layout. `samples/blklinear.rs` is the smallest driver on it.
+//!
+//! - `disk`: the registration; `submitted_bio`: a bio handed to the driver and its end;
+//!   `drain`: the count of bios in flight that removal waits for; `stacked`: the state
+//!   the disk shares with its bios.
+//! - `clone`: the pass-through path; `bounce`: the bounce path; `bioset`: bio sets whose
+//!   bios carry a context; `gfp`: how allocations wait.
+//! - `cap`: the cap on bounce memory in flight; `page_reserve`: where bounce chunks come
+//!   from; `percpu_pages`: recycled pages per CPU.
+
+#![allow(unsafe_code)]
 
 pub(crate) mod bio;
 pub(crate) mod bioset;
 pub(crate) mod bounce;
+pub(crate) mod cap;
+pub(crate) mod clone;
 pub(crate) mod configfs_pin;
 pub(crate) mod disk;
+pub(crate) mod drain;
 pub(crate) mod folio;
+pub(crate) mod gfp;
 pub(crate) mod lower;
-pub(crate) mod page_pool;
+pub(crate) mod page_reserve;
 pub(crate) mod peak;
 pub(crate) mod percpu_pages;
 pub(crate) mod segment_walk;
+pub(crate) mod stacked;
 pub(crate) mod status;
+pub(crate) mod submitted_bio;
 pub(crate) mod wait_queue;
 pub(crate) mod workqueue;
 

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What a stacked disk shares with its bios: the driver data, the lower device, the bio
+//! sets, the bounce memory and the drain.
+
+use super::{
+    bioset::BioSet,
+    bounce::BounceCtx,
+    cap::{BounceCap, CapFigures},
+    clone::CloneCtx,
+    disk::{BioDriver, BounceOptions},
+    drain::Drain,
+    lower::LowerDevice,
+    page_reserve::PageReserve,
+    wait_queue::WaitQueue,
+};
+use kernel::{
+    bindings, new_mutex,
+    prelude::*,
+    sync::{atomic::Atomic, Arc, Mutex},
+    types::ForeignOwnable,
+};
+
+/// The state of a stacked disk, owned by the disk and reached from each of its bios.
+///
+/// The disk owns everything its bios use, so none of it can go before them: its drop waits
+/// for the drain before it frees this state. Fields drop in order: the driver data first,
+/// the lower device last, since bios kept in the bio sets' caches may still name it.
+///
+/// # Invariants
+///
+/// `clones` and `bounces` were made with the capacities the disk was created with, and
+/// the chunks of bounce bios come from `pages`.
+#[pin_data]
+pub(crate) struct Stacked<T: BioDriver> {
+    #[pin]
+    driver: T,
+    #[pin]
+    pub(super) drain: Drain,
+    #[pin]
+    clones: BioSet<CloneCtx<T>>,
+    #[pin]
+    bounces: BioSet<BounceCtx<T>>,
+    #[pin]
+    cap: BounceCap,
+    #[pin]
+    pages: PageReserve,
+    /// Whether removal has begun; taken by `open` and by `begin_removal`, so that the
+    /// check of `opens` and the refusal of new opens are one step.
+    #[pin]
+    pub(super) removing: Mutex<bool>,
+    /// Successful opens not yet released.
+    pub(super) opens: Atomic<u32>,
+    /// Woken when an open is released.
+    #[pin]
+    pub(super) closed: WaitQueue,
+    /// The sector of the lower device where the disk's sector 0 is.
+    offset: u64,
+    lower: LowerDevice,
+}
+
+impl<T: BioDriver> Stacked<T> {
+    /// Creates the state of a disk over `lower` from sector `offset` on, with
+    /// `clone_reserve` clones in reserve and the bounce memory `bounce` asks for.
+    pub(super) fn new(
+        lower: LowerDevice,
+        offset: u64,
+        clone_reserve: u32,
+        bounce: BounceOptions,
+        driver: impl PinInit<T, Error>,
+    ) -> impl PinInit<Self, Error> {
+        let cache = |on: bool| if on { bindings::BIOSET_PERCPU_CACHE } else { 0 };
+        try_pin_init!(Self {
+            driver <- driver,
+            drain <- Drain::new(),
+            clones <- BioSet::new(clone_reserve, cache(true)),
+            bounces <- BioSet::new(
+                bounce.bio_reserve,
+                bindings::BIOSET_NEED_BVECS | cache(bounce.bio_cache),
+            ),
+            cap <- BounceCap::new(bounce.cap),
+            pages <- PageReserve::new(bounce.page_reserve, bounce.recycle),
+            removing <- new_mutex!(false),
+            opens: Atomic::new(0),
+            closed <- WaitQueue::new(),
+            offset,
+            lower,
+        })
+    }
+
+    /// Returns the state of the disk `disk`.
+    ///
+    /// # Safety
+    ///
+    /// `disk` must be the gendisk of a live `Disk<T>`; the reference must not outlive it.
+    pub(super) unsafe fn of_disk<'a>(disk: *mut bindings::gendisk) -> &'a Self {
+        // SAFETY: The disk's `private_data` holds an `Arc<Stacked<T>>` made by
+        // `into_foreign` for as long as the disk lives.
+        let stacked: *const Self = unsafe { &*Arc::<Self>::borrow((*disk).private_data) };
+        // SAFETY: See above.
+        unsafe { &*stacked }
+    }
+
+    /// Returns the driver data.
+    pub(crate) fn driver(&self) -> &T {
+        &self.driver
+    }
+
+    /// Returns the lower device.
+    pub(crate) fn lower(&self) -> &LowerDevice {
+        &self.lower
+    }
+
+    /// Returns the sector of the lower device where the disk's sector 0 is.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Returns the cap on bounce memory in flight.
+    pub(crate) fn cap(&self) -> &BounceCap {
+        &self.cap
+    }
+
+    /// Returns where bounce chunks come from.
+    pub(crate) fn pages(&self) -> &PageReserve {
+        &self.pages
+    }
+
+    /// Returns the figures of the bounce memory.
+    pub(crate) fn cap_figures(&self) -> CapFigures {
+        let (memory_peak, recycled) = self.pages.figures();
+        CapFigures {
+            memory_peak,
+            recycled,
+            ..self.cap.figures()
+        }
+    }
+
+    /// Returns the bio set of clones.
+    pub(super) fn clones(&self) -> &BioSet<CloneCtx<T>> {
+        &self.clones
+    }
+
+    /// Returns the bio set of bounce bios.
+    pub(super) fn bounces(&self) -> &BioSet<BounceCtx<T>> {
+        &self.bounces
+    }
+}
