@@ -15,7 +15,6 @@ use crate::{
         stacked::Stacked,
         status::BlkStatus,
         submitted_bio::SubmittedBio,
-        workqueue::Workqueue,
     },
     chunking,
     mode::Mode,
@@ -50,11 +49,6 @@ pub(crate) struct BounceDevice {
     /// hold part of it while waiting for the rest.
     #[pin]
     reserve_lock: Mutex<()>,
-    copy_queue: Workqueue,
-    /// `mode=optimistic`: where zero-copy reads that failed with a protection error are
-    /// bounced, in process context. Apart from the copy queue, since a retry may wait for
-    /// room under the cap, which copy-backs give back.
-    retry_queue: Option<Workqueue>,
     stats: Stats,
 }
 
@@ -69,11 +63,6 @@ impl BounceDevice {
         max_bounce_bytes: u64,
     ) -> Result<Disk<Self>> {
         let disk_name = CString::try_from(&*name)?;
-        let copy_queue = Workqueue::new(c"blkbounce_copy", &name)?;
-        let retry_queue = match mode {
-            Mode::Optimistic => Some(Workqueue::new(c"blkbounce_retry", &name)?),
-            _ => None,
-        };
         let bouncing = mode.may_bounce();
         let driver = try_pin_init!(BounceDevice {
             name,
@@ -81,8 +70,6 @@ impl BounceDevice {
             trace: Atomic::new(trace),
             trace_limit: RateLimit::new(),
             reserve_lock <- new_mutex!(()),
-            copy_queue,
-            retry_queue,
             stats: Stats::new(),
         });
         // `auto` and `always` declare stable writes, so that the page cache keeps pages
@@ -94,12 +81,17 @@ impl BounceDevice {
             stable_writes: matches!(mode, Mode::Auto | Mode::Always),
             max_io_bytes: bouncing.then_some(chunking::MAX_BOUNCE_BYTES),
             clone_reserve: BIO_RESERVE,
+            // `mode=optimistic`: where zero-copy reads that failed with a protection error
+            // are bounced, in process context. Apart from the copy queue, since a retry may
+            // wait for room under the cap, which copy-backs give back.
+            retry_queue: (mode == Mode::Optimistic).then_some(c"blkbounce_retry"),
             bounce: BounceOptions {
                 bio_reserve: if bouncing { BIO_RESERVE } else { 1 },
                 bio_cache: bouncing,
                 page_reserve: if bouncing { PAGE_RESERVE } else { 0 },
                 cap: max_bounce_bytes.max(u64::from(chunking::MAX_BOUNCE_BYTES)),
                 recycle: bouncing,
+                copy_queue: Some(c"blkbounce_copy"),
             },
             ..DiskOptions::default()
         };
@@ -315,9 +307,8 @@ impl CloneTarget for BounceDevice {
     /// In `optimistic`, a read that failed with a protection error is retried: its buffer
     /// changed before the block layer verified it. Every other error ends the bio
     /// unchanged.
-    fn retry_queue(&self, upper: &Bio, status: BlkStatus) -> Option<&Workqueue> {
-        let retry = policy::retried(self.mode, io_of(upper), status == BlkStatus::protection());
-        self.retry_queue.as_ref().filter(|_| retry)
+    fn retry(&self, upper: &Bio, status: BlkStatus) -> bool {
+        policy::retried(self.mode, io_of(upper), status == BlkStatus::protection())
     }
 
     /// Reads the bio again, into bounce pages copied back when it completes. Only the
@@ -334,10 +325,6 @@ impl CloneTarget for BounceDevice {
 }
 
 impl BounceTarget for BounceDevice {
-    fn copy_queue(&self) -> &Workqueue {
-        &self.copy_queue
-    }
-
     fn bounce_done(done: BounceDone<Self>) {
         let status = done.status();
         if !status.is_ok() {

@@ -30,14 +30,17 @@ pub(crate) fn to_cstring(value: &[u8]) -> Result<CString> {
     Ok(CString::try_from(cstr)?)
 }
 
-/// Parses an attribute value that is a number fitting in a `u64`, as `kstrtou64(s, 0)`
-/// does (decimal, `0x` hexadecimal, `0` octal); anything else is `EINVAL`.
+/// Parses an attribute value that is a number fitting in a `u64`, as the kernel crate's
+/// integer parsing does: decimal, or hexadecimal after `0x`, octal after `0o` or `0`,
+/// binary after `0b`; anything else is `EINVAL`.
 pub(crate) fn u64_value(input: &[u8]) -> Result<u64> {
     u64::from_str(BStr::from_bytes(value(input)?))
 }
 
-/// Parses a boolean attribute value as `kstrtobool` does, as configfs attributes of the
-/// kernel's own do: `1`, `y`, `t`, `on` and `0`, `n`, `f`, `off`, in either case.
+/// Parses a boolean attribute value as `kstrtobool` does, as the kernel's own configfs
+/// attributes do (nvmet's `enable`): its first character decides, `1`, `y`, `t`, `e` for
+/// true and `0`, `n`, `f`, `d` for false, in either case, or `on` and `off`; others are
+/// `EINVAL`.
 pub(crate) fn bool_value(input: &[u8]) -> Result<bool> {
     kstrtobool_bytes(value(input)?)
 }

@@ -202,12 +202,13 @@ as_fault_target() {
 }
 
 # Prints what a case left that reset_guest removes: mounts under /tmp, dm and md devices,
-# the blkbounce module.
+# the blkbounce module and its sample, blklinear.
 leftovers() {
 	awk '$2 ~ "^/tmp/" {print "mount " $2}' /proc/mounts
 	dmsetup ls 2>/dev/null | grep -v '^No devices' | sed 's/^/dm /'
 	ls -d /sys/block/md* 2>/dev/null | sed 's|.*/|md |'
 	module_loaded && echo blkbounce
+	grep -q '^blklinear ' /proc/modules && echo blklinear
 	return 0
 }
 
@@ -234,6 +235,7 @@ reset_guest() {
 		done
 		grep -q '^dm ' <<<"$left" && DM_DISABLE_UDEV=1 dmsetup remove_all 2>/dev/null
 		unload_module 2>/dev/null
+		grep -q '^blklinear ' /proc/modules && rmmod blklinear
 		for d in /sys/block/md*; do
 			[ -e "$d" ] && mdadm --stop "/dev/${d##*/}" >/dev/null 2>&1
 		done

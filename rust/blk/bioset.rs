@@ -13,9 +13,9 @@ use kernel::{bindings, prelude::*, types::Opaque};
 ///
 /// # Invariants
 ///
-/// - `inner` was set up by `bioset_init` with a front pad of [`BioSet::FRONT_PAD`] bytes,
-///   and is torn down by `bioset_exit` on drop.
-/// - The owner drops the set only once no bio of it is outstanding.
+/// `inner` was set up by `bioset_init` with a front pad of [`BioSet::FRONT_PAD`] bytes,
+/// and is torn down by `bioset_exit` on drop. Its owner, a disk's state
+/// ([`super::stacked::Stacked`]), drops it only once no bio of it is outstanding.
 #[pin_data(PinnedDrop)]
 pub(crate) struct BioSet<C> {
     #[pin]

@@ -37,6 +37,11 @@ use core::{
 use kernel::{bindings, prelude::*, static_lock_class};
 
 /// What a bounce bio carries in front of it.
+///
+/// # Invariants
+///
+/// `upper` is initialised by [`BounceBuffer::submit`], with the other fields, and taken
+/// back once, by [`BounceDone::finish`], before the bounce bio is freed.
 #[repr(C)]
 pub(super) struct BounceCtx<T: BioDriver> {
     /// First, so that the work function finds the context at the work item's address.
@@ -52,15 +57,12 @@ pub(super) struct BounceCtx<T: BioDriver> {
 
 /// A driver that bounces bios through pages of the disk's own.
 pub(crate) trait BounceTarget: BioDriver {
-    /// The queue read copy-backs run on.
-    fn copy_queue(&self) -> &Workqueue;
-
     /// Called, possibly in interrupt context ([`BounceDone::may_copy_here`] tells), when
     /// the lower device has completed a bounce bio.
     fn bounce_done(done: BounceDone<Self>);
 
-    /// Called in process context on [`BounceTarget::copy_queue`] after
-    /// [`BounceDone::defer`].
+    /// Called in process context on the disk's copy queue
+    /// ([`super::disk::BounceOptions::copy_queue`]) after [`BounceDone::defer`].
     fn bounce_work(done: BounceDone<Self>);
 }
 
@@ -327,6 +329,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             (&raw mut (*ctx).upper).write(MaybeUninit::new(upper));
             (*ctx).reserved = room.into_bytes();
             (*ctx).retry = retry;
+            (*ctx).deferred_ns = 0;
             (*b).bi_end_io = Some(bounce_end_io::<T>);
             helpers::blkbounce_trace_bio_remap(b, disk, sector);
             bindings::submit_bio_noacct(b);
@@ -420,18 +423,29 @@ impl<T: BounceTarget> BounceDone<T> {
         kernel::warn_on!(!copied);
     }
 
-    /// Continues in [`BounceTarget::bounce_work`] on the driver's copy queue.
+    /// Continues in [`BounceTarget::bounce_work`] on the disk's copy queue. A disk made
+    /// without one finishes the bio with `BLK_STS_IOERR` and a warning.
     pub(crate) fn defer(self) {
-        let this = ManuallyDrop::new(self);
-        let ctx = this.ctx();
         // The work may run, finish the upper bio and let the disk free its state before
         // `queue_raw` returns: take the queue's address now, and hold no reference into
-        // the driver data across the call.
-        let wq = this.driver().copy_queue().as_raw();
+        // the disk's state across the call.
+        let Some(wq) = self
+            .upper_bio()
+            .stacked()
+            .copy_queue()
+            .map(Workqueue::as_raw)
+        else {
+            kernel::warn_on!(true);
+            return self.finish(BlkStatus::io_error());
+        };
+        let this = ManuallyDrop::new(self);
+        let ctx = this.ctx();
         // SAFETY: The context is owned with the bio; its work item is initialised here
-        // and queued once. `bounce_work_fn` takes ownership back. The queue is alive when
-        // the call starts (the upper bio is counted), and `__queue_work` holds the RCU read
-        // lock throughout, which `destroy_workqueue` waits for before it frees the queue.
+        // and queued once. `bounce_work_fn` takes ownership back. The queue is the disk's
+        // own and alive when the call starts (the upper bio is counted); `__queue_work`
+        // holds the RCU read lock throughout, which `destroy_workqueue` waits for before it
+        // frees the queue. The disk destroys it only after the drain, and that waits for
+        // the work still running, whose code is the module's.
         unsafe {
             (*ctx).deferred_ns = bindings::ktime_get();
             init_and_queue_raw(

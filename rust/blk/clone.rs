@@ -16,9 +16,13 @@ use super::{
 use core::mem::MaybeUninit;
 use kernel::{bindings, prelude::*, static_lock_class};
 
-/// What a clone carries in front of it: the upper bio it stands in for, from submission
-/// until its completion takes it back, and a work item for a clone that failed with an
-/// error the driver retries.
+/// What a clone carries in front of it: the upper bio it stands in for, and a work item
+/// for a clone that failed with an error the driver retries.
+///
+/// # Invariants
+///
+/// `upper` is initialised by [`SubmittedBio::submit_clone`] and taken back once, by
+/// `clone_end_io` or by `clone_retry_fn`, before the clone is freed.
 #[repr(C)]
 pub(super) struct CloneCtx<T: BioDriver> {
     /// First, so that the work function finds the context at the work item's address.
@@ -36,15 +40,15 @@ pub(crate) trait CloneTarget: BioDriver {
     }
 
     /// Called, possibly in interrupt context, when the clone of `upper` has failed with
-    /// `status`. Returns the queue on which to hand the bio to
-    /// [`CloneTarget::clone_retry`], or `None` (the default) to end it through
-    /// `clone_done`.
-    fn retry_queue(&self, _upper: &Bio, _status: BlkStatus) -> Option<&Workqueue> {
-        None
+    /// `status`. Returns `true` to hand the bio to [`CloneTarget::clone_retry`] on the
+    /// disk's retry queue ([`super::disk::DiskOptions::retry_queue`]), `false` (the
+    /// default) to end it through `clone_done`.
+    fn retry(&self, _upper: &Bio, _status: BlkStatus) -> bool {
+        false
     }
 
-    /// Called in process context, on the queue `retry_queue` returned, with the bio whose
-    /// clone failed. The disk's state outlives the call, even if the bio ends during it.
+    /// Called in process context, on the disk's retry queue, with the bio whose clone
+    /// failed. The disk's state outlives the call, even if the bio ends during it.
     fn clone_retry(_stacked: &Stacked<Self>, bio: SubmittedBio<Self>) {
         kernel::warn_on!(true);
         bio.end(BlkStatus::io_error());
@@ -108,21 +112,27 @@ unsafe extern "C" fn clone_end_io<T: CloneTarget>(clone: *mut bindings::bio) {
     if !status.is_ok() {
         // The work may run, end the upper bio and let the disk free its state before
         // `queue_raw` returns: take the queue's address now, and hold no reference into
-        // the driver data across the call.
+        // the disk's state across the call.
         let queue = {
             // SAFETY: The upper bio stays in the context until it is taken back below or
             // by `clone_retry_fn`; the reference ends here.
             let upper = unsafe { (*ctx).upper.assume_init_ref() };
-            upper
-                .driver()
-                .retry_queue(upper, status)
-                .map(Workqueue::as_raw)
+            let stacked = upper.stacked();
+            let queue = stacked.retry_queue().map(Workqueue::as_raw);
+            let retry = stacked.driver().retry(upper, status);
+            // A retry without a queue to run it on is the driver's bug: the bio ends.
+            if kernel::warn_on!(retry && queue.is_none()) {
+                None
+            } else {
+                queue.filter(|_| retry)
+            }
         };
         if let Some(wq) = queue {
             // SAFETY: The completed clone, with its context, is owned here and handed to
             // the work, which takes it and the upper bio back; its work item is queued
-            // once. The queue is alive when the call starts, since the upper bio is
-            // counted (see `BounceDone::defer`).
+            // once. The queue, the disk's own, is alive when the call starts, since the
+            // upper bio is counted; the disk destroys it, waiting for its work, only after
+            // the drain (see `BounceDone::defer`).
             unsafe {
                 init_and_queue_raw(
                     wq,

@@ -38,7 +38,8 @@ use kernel::{
 
 /// A bio-based block driver stacked on a lower device.
 pub(crate) trait BioDriver: Send + Sync + Sized + 'static {
-    /// The module that registers the disks: it cannot be unloaded while one is open.
+    /// The module that registers the disks (the `LocalModule` that `module!` makes):
+    /// it cannot be unloaded while one is open.
     type Module: ModuleMetadata;
 
     /// Handles a bio submitted to the disk, already split to the disk's queue limits; it
@@ -60,6 +61,11 @@ pub(crate) struct DiskOptions {
     pub(crate) offset: u64,
     /// Clones held in reserve, so that I/O moves when the slab allocator has no memory.
     pub(crate) clone_reserve: u32,
+    /// The name prefix of a queue of the disk's own for [`CloneTarget::clone_retry`]
+    /// (`prefix/<disk>`); `None`: clones are not retried.
+    ///
+    /// [`CloneTarget::clone_retry`]: super::clone::CloneTarget::clone_retry
+    pub(crate) retry_queue: Option<&'static CStr>,
     /// Bounce bios and memory: none by default, for a disk that never bounces.
     pub(crate) bounce: BounceOptions,
 }
@@ -71,6 +77,7 @@ impl Default for DiskOptions {
             max_io_bytes: None,
             offset: 0,
             clone_reserve: 16,
+            retry_queue: None,
             bounce: BounceOptions::default(),
         }
     }
@@ -89,6 +96,10 @@ pub(crate) struct BounceOptions {
     pub(crate) cap: u64,
     /// Keep single pages of completed bios per CPU for the next ones.
     pub(crate) recycle: bool,
+    /// The name prefix of a queue of the disk's own for read copy-backs that cannot run
+    /// where the bounce bio completes (`prefix/<disk>`); `None` for a disk that bounces
+    /// no reads.
+    pub(crate) copy_queue: Option<&'static CStr>,
 }
 
 /// A registered bio-based disk.
@@ -118,19 +129,20 @@ fn feature(flag: &bindings::blk_features_t) -> bindings::blk_features_t {
 impl<T: BioDriver> Disk<T> {
     /// Creates the driver data, then the disk `name` over `lower`, with the lower device's
     /// capacity from `options.offset` on and its stacked queue limits, adjusted by
-    /// `options`. Fails with `ENAMETOOLONG` for a name too long for a disk, and with
-    /// `EINVAL` for an offset past the end or not aligned to a logical block.
+    /// `options`. Fails with `ENAMETOOLONG` for a name too long for a disk, with `EINVAL`
+    /// for an offset past the end or not aligned to a logical block, and with
+    /// `EOPNOTSUPP` for a zoned lower device, whose zones the disk does not report.
     pub(crate) fn new(
         name: &CStr,
         lower: LowerDevice,
         options: DiskOptions,
         driver: impl PinInit<T, Error>,
     ) -> Result<Self> {
+        if lower.is_zoned() {
+            return Err(EOPNOTSUPP);
+        }
         let offset = options.offset;
-        let stacked = Arc::pin_init(
-            Stacked::new(lower, offset, options.clone_reserve, options.bounce, driver),
-            GFP_KERNEL,
-        )?;
+        let stacked = Arc::pin_init(Stacked::new(name, lower, options, driver)?, GFP_KERNEL)?;
         let lower = stacked.lower();
         let mut lim: bindings::queue_limits = pin_init::zeroed();
         // SAFETY: `lim` is a valid, exclusively borrowed `queue_limits`.
@@ -296,7 +308,9 @@ impl<T: BioDriver> DiskVTable<T> {
             let disk = (*(*bio).bi_bdev).bd_disk;
             (Stacked::<T>::of_disk(disk), disk)
         };
-        stacked.drain.get();
+        // SAFETY: The disk is registered and `del_gendisk` waits for this call; its own
+        // count is given up only after that.
+        unsafe { stacked.drain.get() };
         // SAFETY: The bio is valid and not ended. If a front is split off, it is a new bio
         // of the same disk that stands in for this one in the count: the rest comes back
         // through `submit_bio` and is counted again there. On an error the block layer

@@ -34,9 +34,14 @@ impl Drain {
         })
     }
 
-    /// Takes a count. The caller must already own one (a bio's, or the disk's own), so
-    /// that the count cannot have reached zero.
-    pub(super) fn get(&self) {
+    /// Takes a count.
+    ///
+    /// # Safety
+    ///
+    /// The caller must own a count (a bio's, or the disk's own) or be a `submit_bio` of
+    /// the registered disk, so that the count cannot have reached zero and the disk's
+    /// drop cannot free this drain before the new count is given up.
+    pub(super) unsafe fn get(&self) {
         self.inflight.fetch_add(1, Full);
     }
 
@@ -91,7 +96,8 @@ impl<T: BioDriver> DiskHold<T> {
     ///
     /// The caller must own a count of the same drain while this runs.
     pub(super) unsafe fn new(stacked: &Stacked<T>) -> Self {
-        stacked.drain.get();
+        // SAFETY: By the safety requirements.
+        unsafe { stacked.drain.get() };
         // INVARIANT: A count was just taken.
         Self {
             stacked: NonNull::from(stacked),

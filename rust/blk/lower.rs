@@ -125,7 +125,8 @@ impl LowerDevice {
     // blkbounce opens paths; the sample driver opens a device number.
     #[allow(dead_code)]
     pub(crate) fn open_by_dev<H>(major: u32, minor: u32, holder: &H) -> Result<Self> {
-        if major >= 1 << bindings::MINORBITS || minor >= 1 << bindings::MINORBITS {
+        // A `dev_t` holds 12 bits of major and 20 of minor.
+        if major >= 1 << (32 - bindings::MINORBITS) || minor >= 1 << bindings::MINORBITS {
             return Err(EINVAL);
         }
         let (read, write) = open_modes();

@@ -311,6 +311,7 @@ fn possible_cpus() -> impl Iterator<Item = u32> {
         .take_while(move |&cpu| cpu < end)
 }
 
+#[cfg(not(blk_sample))]
 #[kunit_tests(blkbounce_percpu_pages)]
 mod tests {
     use super::*;

@@ -12,7 +12,6 @@
 use kernel::{
     bindings::{bio_vec, page},
     page::PAGE_SIZE,
-    prelude::*,
 };
 
 /// One step of a copy.
@@ -133,9 +132,11 @@ impl Iterator for SegmentWalk<'_> {
     }
 }
 
-#[kunit_tests(blkbounce_segment_walk)]
+#[cfg(not(blk_sample))]
+#[kernel::prelude::kunit_tests(blkbounce_segment_walk)]
 mod tests {
     use super::*;
+    use kernel::prelude::*;
 
     /// A page address for a crafted bvec; never dereferenced.
     fn page_at(n: usize) -> *mut page {

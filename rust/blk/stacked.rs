@@ -8,11 +8,12 @@ use super::{
     bounce::BounceCtx,
     cap::{BounceCap, CapFigures},
     clone::CloneCtx,
-    disk::{BioDriver, BounceOptions},
+    disk::{BioDriver, DiskOptions},
     drain::Drain,
     lower::LowerDevice,
     page_reserve::PageReserve,
     wait_queue::WaitQueue,
+    workqueue::Workqueue,
 };
 use kernel::{
     bindings, new_mutex,
@@ -24,17 +25,23 @@ use kernel::{
 /// The state of a stacked disk, owned by the disk and reached from each of its bios.
 ///
 /// The disk owns everything its bios use, so none of it can go before them: its drop waits
-/// for the drain before it frees this state. Fields drop in order: the driver data first,
-/// the lower device last, since bios kept in the bio sets' caches may still name it.
+/// for the drain before it frees this state. Fields drop in order: the driver data first;
+/// then the queues, whose destruction waits for the work still running (module code,
+/// after its last count of the drain); the lower device last, since bios kept in the bio
+/// sets' caches may still name it.
 ///
 /// # Invariants
 ///
-/// `clones` and `bounces` were made with the capacities the disk was created with, and
-/// the chunks of bounce bios come from `pages`.
+/// - This state is freed only once the drain is empty: no bio of `clones` or `bounces`
+///   is outstanding, no chunk of `pages` and no byte of `cap` is held, and no work of
+///   the queues is pending.
+/// - The chunks of bounce bios come from `pages`, their bytes from `cap`.
 #[pin_data]
 pub(crate) struct Stacked<T: BioDriver> {
     #[pin]
     driver: T,
+    retry_queue: Option<Workqueue>,
+    copy_queue: Option<Workqueue>,
     #[pin]
     pub(super) drain: Drain,
     #[pin]
@@ -60,20 +67,25 @@ pub(crate) struct Stacked<T: BioDriver> {
 }
 
 impl<T: BioDriver> Stacked<T> {
-    /// Creates the state of a disk over `lower` from sector `offset` on, with
-    /// `clone_reserve` clones in reserve and the bounce memory `bounce` asks for.
+    /// Creates the state of the disk `name` over `lower`, with the clones, bounce memory
+    /// and queues `options` asks for.
     pub(super) fn new(
+        name: &CStr,
         lower: LowerDevice,
-        offset: u64,
-        clone_reserve: u32,
-        bounce: BounceOptions,
+        options: DiskOptions,
         driver: impl PinInit<T, Error>,
-    ) -> impl PinInit<Self, Error> {
+    ) -> Result<impl PinInit<Self, Error>> {
         let cache = |on: bool| if on { bindings::BIOSET_PERCPU_CACHE } else { 0 };
-        try_pin_init!(Self {
+        let queue = |prefix: Option<&CStr>| prefix.map(|p| Workqueue::new(p, name)).transpose();
+        let bounce = options.bounce;
+        let retry_queue = queue(options.retry_queue)?;
+        let copy_queue = queue(bounce.copy_queue)?;
+        Ok(try_pin_init!(Self {
             driver <- driver,
+            retry_queue,
+            copy_queue,
             drain <- Drain::new(),
-            clones <- BioSet::new(clone_reserve, cache(true)),
+            clones <- BioSet::new(options.clone_reserve, cache(true)),
             bounces <- BioSet::new(
                 bounce.bio_reserve,
                 bindings::BIOSET_NEED_BVECS | cache(bounce.bio_cache),
@@ -83,9 +95,9 @@ impl<T: BioDriver> Stacked<T> {
             removing <- new_mutex!(false),
             opens: Atomic::new(0),
             closed <- WaitQueue::new(),
-            offset,
+            offset: options.offset,
             lower,
-        })
+        }))
     }
 
     /// Returns the state of the disk `disk`.
@@ -134,6 +146,16 @@ impl<T: BioDriver> Stacked<T> {
             recycled,
             ..self.cap.figures()
         }
+    }
+
+    /// Returns the queue of retries, if the disk has one.
+    pub(super) fn retry_queue(&self) -> Option<&Workqueue> {
+        self.retry_queue.as_ref()
+    }
+
+    /// Returns the queue of copy-backs, if the disk has one.
+    pub(super) fn copy_queue(&self) -> Option<&Workqueue> {
+        self.copy_queue.as_ref()
     }
 
     /// Returns the bio set of clones.

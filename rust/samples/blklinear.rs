@@ -6,8 +6,8 @@
 //! sector 0 is sector 2048 of the device 259:0, held exclusively; `rmmod` removes it, and
 //! is refused while the disk is open. Every bio goes down as a clone, at its sector plus
 //! the offset, and ends with the lower device's status, as dm-linear's do. The lower
-//! device's queue limits and integrity profile are stacked, so PI is generated and
-//! verified by the block layer of the lower device.
+//! device's queue limits are stacked. Its integrity profile is not: the block layer
+//! generates and verifies a PI device's protection information for each clone.
 
 #![deny(unsafe_code)]
 
