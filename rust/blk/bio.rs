@@ -63,10 +63,12 @@ impl Bio {
         unsafe { &*ptr.cast::<Self>() }
     }
 
+    /// Returns the raw bio, for the other wrappers of this module.
     pub(super) fn as_raw(&self) -> *mut bindings::bio {
         self.0.get()
     }
 
+    /// Returns the operation and its flags (`bi_opf`).
     pub(super) fn opf(&self) -> u32 {
         // SAFETY: By the type invariant the bio is valid; `bi_opf` does not change while
         // the driver owns the bio.

@@ -362,11 +362,13 @@ pub(crate) struct BounceDone<T: BounceTarget> {
 unsafe impl<T: BounceTarget> Send for BounceDone<T> {}
 
 impl<T: BounceTarget> BounceDone<T> {
+    /// Returns the bounce bio's context.
     fn ctx(&self) -> *mut BounceCtx<T> {
         // SAFETY: By the type invariant the bio is a bounce bio.
         unsafe { ctx_of(self.bio.as_ptr()) }
     }
 
+    /// Returns the upper bio, parked in the context.
     fn upper_bio(&self) -> &SubmittedBio<T> {
         // SAFETY: By the type invariant the upper bio is in the context while `self` lives.
         unsafe { (*self.ctx()).upper.assume_init_ref() }

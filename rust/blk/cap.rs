@@ -93,6 +93,7 @@ impl BounceCap {
         Some(Reservation { cap: self, bytes })
     }
 
+    /// Reserves `bytes` if they fit under the cap now.
     fn try_reserve(&self, bytes: u32) -> bool {
         let mut now = self.in_flight.load(Relaxed);
         loop {

@@ -378,6 +378,7 @@ impl<T: BioDriver> DiskVTable<T> {
         stacked.closed.wake_all();
     }
 
+    /// The operations, with the driver's module as `owner`.
     const TABLE: bindings::block_device_operations = bindings::block_device_operations {
         submit_bio: Some(Self::submit_bio),
         open: Some(Self::open),

@@ -82,6 +82,7 @@ impl Folio {
         unsafe { &*ptr.cast::<Self>() }
     }
 
+    /// Returns the raw folio.
     fn as_raw(&self) -> *mut bindings::folio {
         self.0.get()
     }

@@ -18,6 +18,7 @@ pub(crate) enum Gfp {
 }
 
 impl Gfp {
+    /// Returns the `gfp_t` flags.
     pub(super) fn as_raw(self) -> bindings::gfp_t {
         let bit = |b: u32| (1 as bindings::gfp_t) << b;
         match self {

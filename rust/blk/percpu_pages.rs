@@ -83,6 +83,7 @@ impl Locked<'_> {
         }
     }
 
+    /// Returns how many pages the stack holds.
     fn len(&self) -> usize {
         // SAFETY: By the type invariant the stack is live.
         unsafe { (*self.stack).len.load(Relaxed) }.min(DEPTH)
