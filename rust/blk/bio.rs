@@ -129,7 +129,8 @@ impl Bio {
         // SAFETY: By the type invariant the bio is valid.
         let iter = unsafe { (*bio).bi_iter };
         let (offset, size) = (iter.bi_offset as usize, iter.bi_size as usize);
-        if size == 0 {
+        // A discard or write-zeroes bio has a size but no bvecs.
+        if !self.has_data() {
             return (&[], 0, 0);
         }
         // SAFETY: By the type invariant the bvec table is valid and stable, and `bi_iter`

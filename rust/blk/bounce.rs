@@ -7,8 +7,8 @@
 //! retries a failed I/O) in the front pad of its bio set, and its memory as one bvec per
 //! [`Chunk`]. Writes are copied in before submission; reads are copied out after
 //! completion: at once when the completion runs in process context (a PI device's reads
-//! complete on the `kintegrityd` workqueue after verification), else on the driver's
-//! workqueue.
+//! complete on the `kintegrityd` workqueue after verification), else on the disk's copy
+//! queue.
 //!
 //! The upper bio's pages may be written by user space while they are copied: that is the
 //! workload. They are copied only by the kernel's `memcpy_from_page()` and
@@ -194,7 +194,8 @@ impl<T: BounceTarget> NoBuffer<'_, T> {
 impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     /// Allocates an empty bounce bio like `upper`, for the lower device: same operation,
     /// flags, sector (plus the disk's offset), priority, write hint and cgroup, with room
-    /// for `max_chunks` chunks. `room` must be a reservation of the cap of `upper`'s disk.
+    /// for `max_chunks` chunks, at most `BIO_MAX_VECS`. `room` must be a reservation of the
+    /// cap of `upper`'s disk.
     pub(crate) fn new(
         upper: SubmittedBio<T>,
         room: Reservation<'a>,
@@ -202,7 +203,8 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         gfp: Gfp,
     ) -> Result<Self, NoBuffer<'a, T>> {
         let stacked = upper.stacked();
-        if kernel::warn_on!(!room.is_of(stacked.cap())) {
+        let too_many = u32::from(max_chunks) > bindings::BIO_MAX_VECS;
+        if kernel::warn_on!(!room.is_of(stacked.cap()) || too_many) {
             return Err(NoBuffer { room, upper });
         }
         // SAFETY: The lower device is open and the bio set initialised, for as long as the
@@ -263,7 +265,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         // SAFETY: By the type invariant the bio is owned here.
         let full = unsafe { (*b).bi_vcnt >= (*b).bi_max_vecs };
         let foreign = !chunk.is_of(self.upper.stacked().pages());
-        if kernel::warn_on!(full || foreign || len as usize > chunk.size()) {
+        if kernel::warn_on!(full || foreign || len == 0 || len as usize > chunk.size()) {
             return Err(chunk);
         }
         // SAFETY: There is room for a bvec; the chunk's pages are contiguous and `len` fits.
@@ -415,10 +417,14 @@ impl<T: BounceTarget> BounceDone<T> {
         unsafe { helpers::blkbounce_may_copy_here() }
     }
 
-    /// Copies the bounce memory into the upper bio's pages (for reads). Never sleeps; must
-    /// not run in interrupt context (see [`BounceDone::may_copy_here`]), where a copy of up
-    /// to 1 MiB does not belong.
+    /// Copies the bounce memory into the upper bio's pages, for a read that succeeded; for
+    /// anything else it copies nothing and warns, since the bounce memory then holds no
+    /// data of the caller's. Never sleeps; must not run in interrupt context (see
+    /// [`BounceDone::may_copy_here`]), where a copy of up to 1 MiB does not belong.
     pub(crate) fn copy_to_upper(&self) {
+        if kernel::warn_on!(self.upper().op() != BioOp::Read || !self.status().is_ok()) {
+            return;
+        }
         // SAFETY: The bounce bio has completed, so it is not in flight; `submit` checked
         // that its chunks cover the upper bio.
         let copied = unsafe { copy(self.upper(), self.bio.as_ptr(), Direction::ToUpper) };

@@ -42,7 +42,8 @@ pub(crate) trait CloneTarget: BioDriver {
     /// Called, possibly in interrupt context, when the clone of `upper` has failed with
     /// `status`. Returns `true` to hand the bio to [`CloneTarget::clone_retry`] on the
     /// disk's retry queue ([`super::disk::DiskOptions::retry_queue`]), `false` (the
-    /// default) to end it through `clone_done`.
+    /// default) to end it through `clone_done`; so does `true` on a disk made without a
+    /// retry queue, with a warning.
     fn retry(&self, _upper: &Bio, _status: BlkStatus) -> bool {
         false
     }
@@ -174,10 +175,10 @@ unsafe extern "C" fn clone_retry_fn<T: CloneTarget>(work: *mut bindings::work_st
     // The retry may end the bio before it returns, which alone would let the disk free
     // its state (and close the lower device) during the call.
     let hold = upper.hold_disk();
-    T::clone_retry(hold.stacked(), upper);
-    // SAFETY: The clone is owned here and used no more. It is freed only now, so that its
-    // work item, which is running, cannot come back from the bio set as a new item while
-    // this one runs; the hold keeps its lower device open until then.
+    // SAFETY: The clone is owned here and used no more. It goes back to the bio set before
+    // the retry, which may need a clone of the same set. Its work item, which is running,
+    // may come back as a new item: see `init_and_queue_raw`.
     unsafe { bindings::bio_put(clone) };
+    T::clone_retry(hold.stacked(), upper);
     drop(hold);
 }

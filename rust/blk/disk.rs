@@ -6,8 +6,8 @@
 //! Upstream `GenDisk` is blk-mq only and leaves `submit_bio` and `owner` unset. [`Disk`]
 //! registers a bio-based `struct gendisk` whose operations come from a [`BioDriver`], with
 //! `owner` set to the driver's module, so the module cannot be unloaded while the disk is
-//! open. The disk owns its lower device, its bio sets and its bounce memory ([`Stacked`]),
-//! so they outlive every bio of it. Every bio handed to the driver is a [`SubmittedBio`],
+//! open. The disk owns its lower device, its bio sets, its bounce memory and its queues
+//! ([`Stacked`]), so they outlive every bio of it and its work. Every bio handed to the driver is a [`SubmittedBio`],
 //! which must be ended exactly once; the disk's drop waits until all have ended.
 //!
 //! As dm and md do, the disk splits each bio to its queue limits, accounts it in the disk's

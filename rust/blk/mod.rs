@@ -11,7 +11,8 @@
 //! A driver implements [`disk::BioDriver`] (and [`clone::CloneTarget`] to pass bios
 //! through, [`bounce::BounceTarget`] to bounce them), all safe traits, and registers a
 //! [`disk::Disk`] over a [`lower::LowerDevice`]. The disk owns everything its bios use
-//! ([`stacked::Stacked`]: the lower device, the bio sets, the cap and the page reserve),
+//! ([`stacked::Stacked`]: the lower device, the bio sets, the cap, the page reserve and
+//! the retry and copy queues),
 //! so the driver makes no promise about their lifetimes, and each bio set's context type
 //! is its layout. `samples/blklinear.rs` is the smallest driver on it.
 //!

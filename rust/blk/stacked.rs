@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What a stacked disk shares with its bios: the driver data, the lower device, the bio
-//! sets, the bounce memory and the drain.
+//! sets, the bounce memory, the retry and copy queues and the drain.
 
 use super::{
     bioset::BioSet,

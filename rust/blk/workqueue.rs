@@ -78,8 +78,10 @@ impl Workqueue {
 /// # Safety
 ///
 /// As for [`Workqueue::queue_raw`], and `work` must not be pending. Its memory may be that
-/// of a work item whose function still runs, having freed it: the workqueue then runs the
-/// new item after that function returns (`find_worker_executing_work`).
+/// of a work item whose function still runs, having freed it, provided that function
+/// touches the item no more: the new item may then run beside the old function's tail
+/// (`INIT_WORK` clears the item's pool, so only a worker of the same pool serialises
+/// them).
 pub(super) unsafe fn init_and_queue_raw(
     wq: *mut bindings::workqueue_struct,
     work: *mut bindings::work_struct,
