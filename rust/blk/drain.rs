@@ -41,6 +41,7 @@ impl Drain {
     /// The caller must own a count (a bio's, or the disk's own) or be a `submit_bio` of
     /// the registered disk, so that the count cannot have reached zero and the disk's
     /// drop cannot free this drain before the new count is given up.
+    #[inline]
     pub(super) unsafe fn get(&self) {
         self.inflight.fetch_add(1, Full);
     }
@@ -53,6 +54,7 @@ impl Drain {
     /// # Safety
     ///
     /// `drain` must be valid, and the caller must own one count, which this call gives up.
+    #[inline]
     pub(super) unsafe fn put(drain: *const Self) {
         // SAFETY: `drain` is valid while the caller's count is held. The reference to the
         // counter lasts only for the atomic operation that drops the count, as in the
