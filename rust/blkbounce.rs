@@ -26,6 +26,12 @@ module! {
     authors: ["The blkbounce authors"],
     description: "Stacking block device that bounces I/O into stable pages",
     license: "GPL",
+    params: {
+        max_chunk_order: u32 {
+            default: 4,
+            description: "Largest bounce chunk as a page order, 0 to 4 (default 4, 64 KiB); lower values make bounce bios of more, smaller chunks, as fragmented memory does (for tests)",
+        },
+    },
 }
 
 #[pin_data]

@@ -8,6 +8,16 @@ use kernel::{page::PAGE_SIZE, prelude::*};
 /// on a busy machine, and a 64 KiB copy already runs at memory speed.
 pub(crate) const MAX_CHUNK_ORDER: u32 = 4;
 
+/// The largest chunk order for a lower device whose segments hold chunks of up to
+/// `max_chunk_bytes` each (`SegmentLimits::max_chunk_bytes`), and at most `limit`: a chunk
+/// is one segment, so that a bounce bio has no more segments than chunks.
+pub(crate) fn max_chunk_order(max_chunk_bytes: u32, limit: u32) -> u32 {
+    (max_chunk_bytes / PAGE_SIZE as u32)
+        .max(1)
+        .ilog2()
+        .min(limit)
+}
+
 /// The most bytes one bounce bio carries: `BIO_MAX_VECS` (256) pages, so that a bio fits
 /// in its bvecs and in the page reserve even when only single pages can be had. Larger
 /// bios are split first.
@@ -71,6 +81,15 @@ mod tests {
             assert_eq!(c.iter().sum::<u32>(), bounce_bytes(kib * 1024));
             assert!(c.len() <= max_chunks(kib * 1024) as usize);
         }
+    }
+
+    #[test]
+    fn chunks_are_segments() {
+        assert_eq!(max_chunk_order(1 << 31, MAX_CHUNK_ORDER), MAX_CHUNK_ORDER);
+        assert_eq!(max_chunk_order(65536, MAX_CHUNK_ORDER), 4);
+        assert_eq!(max_chunk_order(32768, MAX_CHUNK_ORDER), 3);
+        assert_eq!(max_chunk_order(4096, MAX_CHUNK_ORDER), 0);
+        assert_eq!(max_chunk_order(65536, 0), 0);
     }
 
     #[test]

@@ -211,7 +211,8 @@ impl DeviceConfig {
             );
             return Err(ELOOP);
         }
-        if let Some(reason) = state.mode.unsupported_by(lower.integrity()) {
+        let integrity = lower.integrity();
+        if let Some(reason) = state.mode.unsupported_by(integrity) {
             pr_err!(
                 "{name}: cannot enable: mode {} needs a backing device that checks protection information; {} {reason}\n",
                 state.mode,
@@ -240,6 +241,15 @@ impl DeviceConfig {
             &**path,
             state.mode
         );
+        if integrity.guard {
+            // The disk stacks no integrity profile: see the README's "What blkbounce does
+            // not stack on, and what it does not carry".
+            pr_info!(
+                "{name}: {} has no integrity profile: protection information from above it (io_uring's PI attribute, md, dm) is refused with EINVAL; {} generates and verifies its own over the data sent down\n",
+                disk.driver().name(),
+                &**path
+            );
+        }
         state.enabled = Some(Enabled {
             disk,
             _pin: pin,

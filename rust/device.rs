@@ -220,8 +220,12 @@ impl BounceDevice {
         gfp: Gfp,
     ) -> Result<BounceBuffer<'a, Self>, NoBuffer<'a, Self>> {
         let size = bio.size();
+        let segment = bio.stacked().segments().max_chunk_bytes();
         let mut buffer = BounceBuffer::new(bio, room, chunking::max_chunks(size), gfp)?;
-        let mut max_order = chunking::MAX_CHUNK_ORDER;
+        let limit = crate::module_parameters::max_chunk_order
+            .value()
+            .min(chunking::MAX_CHUNK_ORDER);
+        let mut max_order = chunking::max_chunk_order(segment, limit);
         while buffer.size() < size {
             let left = size - buffer.size();
             let order = chunking::chunk_order(left, max_order);
@@ -318,7 +322,8 @@ impl CloneTarget for BounceDevice {
         this.stats.retried_read();
         this.trace(&bio, "protection error, retry bounced");
         if !this.bounce(stacked, bio, Reason::Retry) {
-            // Ended here, before it went down (`BLK_STS_AGAIN` for a `REQ_NOWAIT` bio).
+            // Ended here, before it went down: only a bio over the cap, which the split
+            // prevents (the retry waits as a blocking bio would, see `clone_retry`).
             this.stats.retry_failed();
         }
     }

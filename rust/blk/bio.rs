@@ -32,7 +32,13 @@ impl fmt::Display for BioOp {
 }
 
 /// `REQ_NOWAIT` (`enum req_flag_bits`, `include/linux/blk_types.h`).
-const REQ_NOWAIT: u32 = 1 << bindings::req_flag_bits___REQ_NOWAIT;
+pub(super) const REQ_NOWAIT: u32 = 1 << bindings::req_flag_bits___REQ_NOWAIT;
+/// `REQ_POLLED` (`enum req_flag_bits`): the submitter polls for the completion.
+pub(super) const REQ_POLLED: u32 = 1 << bindings::req_flag_bits___REQ_POLLED;
+/// `REQ_DRV` (`enum req_flag_bits`): the driver's own flag.
+pub(super) const REQ_DRV: u32 = 1 << bindings::req_flag_bits___REQ_DRV;
+/// `REQ_ATOMIC` (`enum req_flag_bits`): a write the device must not tear.
+pub(super) const REQ_ATOMIC: u32 = 1 << bindings::req_flag_bits___REQ_ATOMIC;
 /// `REQ_IDLE` (`enum req_flag_bits`).
 const REQ_IDLE: u32 = 1 << bindings::req_flag_bits___REQ_IDLE;
 /// `REQ_OP_MASK` (`include/linux/blk_types.h`): the operation bits of `bi_opf`.

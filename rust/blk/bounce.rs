@@ -16,20 +16,23 @@
 //! through Rust references, in one linear walk over both bvec arrays ([`SegmentWalk`]).
 
 use super::{
-    bio::{Bio, BioOp},
+    bio::{Bio, BioOp, REQ_ATOMIC, REQ_NOWAIT, REQ_POLLED},
     bioset::BioSet,
     cap::Reservation,
     disk::BioDriver,
     gfp::Gfp,
     helpers,
     page_reserve::{Chunk, PageReserve},
+    poll::{self, PollLink},
     segment_walk::{SegmentWalk, Step},
+    segments::SegmentLimits,
     stacked::Stacked,
     status::BlkStatus,
     submitted_bio::SubmittedBio,
     workqueue::{init_and_queue_raw, Workqueue},
 };
 use core::{
+    ffi::c_int,
     marker::PhantomData,
     mem::{ManuallyDrop, MaybeUninit},
     ptr::NonNull,
@@ -49,6 +52,8 @@ pub(super) struct BounceCtx<T: BioDriver> {
     /// From submission until the completion takes it back, once.
     upper: MaybeUninit<SubmittedBio<T>>,
     deferred_ns: i64,
+    /// The link of a polled bounce bio ([`poll::link`]), initialised if it is linked.
+    poll: MaybeUninit<PollLink>,
     /// Bytes of the disk's own cap, which [`BounceBuffer::new`] checked the reservation
     /// was of.
     reserved: u32,
@@ -155,6 +160,41 @@ unsafe fn free(bio: *mut bindings::bio, pages: &PageReserve) {
             pages.free_raw(chunk.bv_page);
         }
         bindings::bio_put(bio);
+    }
+}
+
+/// Sends the first pieces of `bio` down apart, each of at most `segments.max_segments()`
+/// chunks and chained to it, leaving it the rest. A piece that cannot be had without
+/// waiting ends the cut: the lower device then ends the rest with `BLK_STS_AGAIN`, as it
+/// would have ended the whole, which is right for the `REQ_NOWAIT` bios that are cut.
+/// The pieces are not polled: polling links one lower bio to an upper bio, and the block
+/// layer, too, stops polling a bio it splits.
+///
+/// # Safety
+///
+/// `bio` must be a bounce bio with its completion set, owned here and not yet submitted;
+/// `set` a bio set that outlives it.
+unsafe fn send_pieces(
+    bio: *mut bindings::bio,
+    segments: SegmentLimits,
+    set: *mut bindings::bio_set,
+) {
+    // SAFETY: By the safety requirements. `bio_split` leaves the bvec table alone (the
+    // pieces share it) and advances only the bio's iterator, so the chunks' lengths can be
+    // read throughout; each piece ends before the bio does, on a chunk's end, so on a page
+    // boundary or at the bio's end.
+    unsafe {
+        (*bio).bi_opf &= !REQ_POLLED;
+        let lens = chunks_of(bio).iter().map(|chunk| chunk.bv_len);
+        for bytes in segments.pieces(lens) {
+            let sectors = (bytes >> bindings::SECTOR_SHIFT) as c_int;
+            let piece = bindings::bio_split(bio, sectors, Gfp::NoWait.as_raw(), set);
+            if piece.is_null() || kernel::error::from_err_ptr(piece).is_err() {
+                break;
+            }
+            bindings::bio_chain(piece, bio);
+            bindings::submit_bio_noacct(piece);
+        }
     }
 }
 
@@ -308,11 +348,26 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     /// device; the upper bio's I/O accounting starts here. The bounce memory must be
     /// exactly as large as the upper bio; if it is not, the upper bio fails with
     /// `BLK_STS_IOERR` and a warning.
+    ///
+    /// A `REQ_NOWAIT` bounce bio of more chunks than the lower device takes in one bio is
+    /// sent down in pieces that each fit (see [`super::segments`]), since the lower device
+    /// would end it with `BLK_STS_AGAIN` rather than split it. A `REQ_ATOMIC` write always
+    /// fits: its unit is at most as many pages as the lower device has segments
+    /// (`blk_queue_max_guaranteed_bio`), and chunks are at most one segment each; one that
+    /// did not would fail with `BLK_STS_INVAL` and a warning, before anything is written.
     pub(crate) fn submit(mut self) {
         let b = self.bio.as_ptr();
         let is_write = self.upper.op() == BioOp::Write;
         if kernel::warn_on!(self.size() != self.upper.size()) {
             return self.abandon().fail(BlkStatus::io_error());
+        }
+        let stacked = self.upper.stacked();
+        let segments = stacked.segments();
+        let pieces_from = stacked.clones().as_raw();
+        // SAFETY: By the type invariant the bio is owned here.
+        let too_many = unsafe { u32::from((*b).bi_vcnt) } > segments.max_segments();
+        if kernel::warn_on!(too_many && self.upper.opf() & REQ_ATOMIC != 0) {
+            return self.abandon().fail(BlkStatus::invalid());
         }
         self.upper.start_io_acct();
         // SAFETY: The bounce bio is owned here, not in flight.
@@ -323,9 +378,12 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         let (_, room, upper, retry) = self.into_parts();
         let disk = upper.gendisk();
         let sector = upper.sector();
+        let upper_raw = upper.as_raw();
         // SAFETY: The bio is owned here and comes from the bounce bio set, so it has a
         // `BounceCtx<T>`. The upper bio and the reservation's bytes travel there until the
-        // completion takes them back.
+        // completion takes them back; the pieces' bio set is the disk's, which outlives the
+        // upper bio. A polled upper bio is linked to the bounce bio, whose context lives
+        // until its completion has run.
         unsafe {
             let ctx = ctx_of::<T>(b);
             (&raw mut (*ctx).upper).write(MaybeUninit::new(upper));
@@ -334,6 +392,12 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             (*ctx).deferred_ns = 0;
             (*b).bi_end_io = Some(bounce_end_io::<T>);
             helpers::blkbounce_trace_bio_remap(b, disk, sector);
+            if too_many && (*b).bi_opf & REQ_NOWAIT != 0 {
+                send_pieces(b, segments, pieces_from);
+            }
+            if poll::wants_link(upper_raw, b) {
+                poll::link(upper_raw, b, (&raw mut (*ctx).poll).cast());
+            }
             bindings::submit_bio_noacct(b);
         }
     }

@@ -8,6 +8,7 @@ use super::{
     disk::BioDriver,
     gfp::Gfp,
     helpers,
+    poll::{self, PollLink},
     stacked::Stacked,
     status::BlkStatus,
     submitted_bio::SubmittedBio,
@@ -16,18 +17,22 @@ use super::{
 use core::mem::MaybeUninit;
 use kernel::{bindings, prelude::*, static_lock_class};
 
-/// What a clone carries in front of it: the upper bio it stands in for, and a work item
-/// for a clone that failed with an error the driver retries.
+/// What a clone carries in front of it: the upper bio it stands in for, a work item for a
+/// clone that failed with an error the driver retries, and the link of a polled clone.
+/// A piece that a bounce bio is cut into comes from the clone bio set too, and leaves its
+/// context unused.
 ///
 /// # Invariants
 ///
 /// `upper` is initialised by [`SubmittedBio::submit_clone`] and taken back once, by
-/// `clone_end_io` or by `clone_retry_fn`, before the clone is freed.
+/// `clone_end_io` or by `clone_retry_fn`, before the clone is freed. `poll` is
+/// initialised if the clone is linked ([`poll::link`]).
 #[repr(C)]
 pub(super) struct CloneCtx<T: BioDriver> {
     /// First, so that the work function finds the context at the work item's address.
     work: bindings::work_struct,
     upper: MaybeUninit<SubmittedBio<T>>,
+    poll: MaybeUninit<PollLink>,
 }
 
 /// A driver that sends clones of its bios to its lower device.
@@ -49,7 +54,9 @@ pub(crate) trait CloneTarget: BioDriver {
     }
 
     /// Called in process context, on the disk's retry queue, with the bio whose clone
-    /// failed. The disk's state outlives the call, even if the bio ends during it.
+    /// failed. The disk's state outlives the call, even if the bio ends during it. The bio
+    /// is a blocking one here: `REQ_NOWAIT` and `REQ_POLLED` are cleared, since its
+    /// submitter neither waits nor polls for this worker.
     fn clone_retry(_stacked: &Stacked<Self>, bio: SubmittedBio<Self>) {
         kernel::warn_on!(true);
         bio.end(BlkStatus::io_error());
@@ -81,14 +88,19 @@ impl<T: CloneTarget> SubmittedBio<T> {
         self.start_io_acct();
         let disk = self.gendisk();
         let sector = self.sector();
+        let upper = self.as_raw();
         // SAFETY: `clone` is a new bio owned here, from the clone bio set, so it has a
         // `CloneCtx<T>`. The upper bio travels there until `clone_end_io` or
-        // `clone_retry_fn` takes it back, once.
+        // `clone_retry_fn` takes it back, once; a polled one is linked to the clone, whose
+        // context lives until its completion has run.
         unsafe {
             let ctx = BioSet::<CloneCtx<T>>::ctx_of(clone);
             (&raw mut (*ctx).upper).write(MaybeUninit::new(self));
             (*clone).bi_iter.bi_sector += offset;
             (*clone).bi_end_io = Some(clone_end_io::<T>);
+            if poll::wants_link(upper, clone) {
+                poll::link(upper, clone, (&raw mut (*ctx).poll).cast());
+            }
             helpers::blkbounce_trace_bio_remap(clone, disk, sector);
             bindings::submit_bio_noacct(clone);
         }
@@ -165,7 +177,7 @@ unsafe extern "C" fn clone_end_io<T: CloneTarget>(clone: *mut bindings::bio) {
 unsafe extern "C" fn clone_retry_fn<T: CloneTarget>(work: *mut bindings::work_struct) {
     // SAFETY: `work` is the first field of a `CloneCtx<T>` (`repr(C)`), whose clone is
     // owned here; its upper bio is taken back once.
-    let (clone, upper) = unsafe {
+    let (clone, mut upper) = unsafe {
         let ctx = work.cast::<CloneCtx<T>>();
         (
             BioSet::<CloneCtx<T>>::bio_of(ctx),
@@ -179,6 +191,8 @@ unsafe extern "C" fn clone_retry_fn<T: CloneTarget>(work: *mut bindings::work_st
     // the retry, which may need a clone of the same set. Its work item, which is running,
     // may come back as a new item: see `init_and_queue_raw`.
     unsafe { bindings::bio_put(clone) };
+    // Its submitter neither waits nor polls for this worker.
+    upper.make_blocking();
     T::clone_retry(hold.stacked(), upper);
     drop(hold);
 }

@@ -151,17 +151,25 @@ impl<T: BioDriver> Disk<T> {
         // the disk asks exactly what the lower device asks of the pages it is given.
         lim.dma_alignment = 0;
         // SAFETY: Constants of `helpers.c`, never written.
-        let (nowait, io_stat, stable_writes) = unsafe {
+        let (nowait, io_stat, stable_writes, poll, atomic_writes) = unsafe {
             (
                 feature(&helpers::blkbounce_blk_feat_nowait),
                 feature(&helpers::blkbounce_blk_feat_io_stat),
                 feature(&helpers::blkbounce_blk_feat_stable_writes),
+                feature(&helpers::blkbounce_blk_feat_poll),
+                feature(&helpers::blkbounce_blk_feat_atomic_writes),
             )
         };
         // Drivers end `REQ_NOWAIT` bios with `BLK_STS_AGAIN` rather than block (see
         // [`BioDriver::submit_bio`]); stacking keeps this only if the lower device has it
-        // too. Without it io_uring hands every I/O to a worker thread.
-        lim.features |= nowait;
+        // too. Without it io_uring hands every I/O to a worker thread. Likewise polled I/O
+        // (`DiskVTable::poll_bio`), kept if the lower device polls (NVMe with poll queues).
+        lim.features |= nowait | poll;
+        // Atomic writes, as dm stacks them: stacking does not inherit the feature, and
+        // keeps the lower device's atomic write limits only where it is set. Clones carry
+        // `REQ_ATOMIC` down as they are; a bounced one is one bio within the lower
+        // device's limits (see `BounceBuffer::submit`).
+        lim.features |= lower.limits().features & atomic_writes;
         // SAFETY: `lim` is valid, the lower device is open, and `name` is NUL-terminated.
         unsafe {
             bindings::queue_limits_stack_bdev(&mut lim, lower.as_raw(), offset, name.as_char_ptr())
@@ -397,6 +405,6 @@ impl<T: BioDriver> DiskVTable<T> {
         owner: kernel::module::this_module::<T::Module>().as_ptr(),
         pr_ops: core::ptr::null_mut(),
         free_disk: None,
-        poll_bio: None,
+        poll_bio: Some(super::poll::poll_bio),
     };
 }

@@ -2,7 +2,7 @@
 
 //! The lower block device, opened exclusively.
 
-use super::helpers;
+use super::{helpers, segments::SegmentLimits};
 use core::ptr::NonNull;
 use kernel::{bindings, prelude::*, ThisModule};
 
@@ -173,13 +173,29 @@ impl LowerDevice {
         unsafe { helpers::blkbounce_bdev_is_zoned(self.as_raw()) }
     }
 
-    /// Returns what the device's integrity profile checks, as it is now: an administrator
-    /// may turn `read_verify` and `write_generate` off at any time. May sleep.
-    pub(crate) fn integrity(&self) -> Integrity {
+    /// Returns a copy of the device's queue limits, as they are now. May sleep.
+    pub(super) fn limits(&self) -> bindings::queue_limits {
         let mut lim: bindings::queue_limits = pin_init::zeroed();
         // SAFETY: The block device is valid while it is open; `lim` is valid for writes.
         // The copy is taken under the queue's limits lock, so its fields agree.
         unsafe { helpers::blkbounce_bdev_limits(self.as_raw(), &mut lim) };
+        lim
+    }
+
+    /// Returns what one bio of the device may carry without a split. May sleep.
+    pub(crate) fn segment_limits(&self) -> SegmentLimits {
+        let lim = self.limits();
+        SegmentLimits::new(
+            u32::from(lim.max_segments),
+            lim.max_segment_size,
+            lim.seg_boundary_mask as u64,
+        )
+    }
+
+    /// Returns what the device's integrity profile checks, as it is now: an administrator
+    /// may turn `read_verify` and `write_generate` off at any time. May sleep.
+    pub(crate) fn integrity(&self) -> Integrity {
+        let lim = self.limits();
         let (csum, flags) = (lim.integrity.csum_type, lim.integrity.flags);
         // SAFETY: Constants defined in `helpers.c`, never written.
         let (noverify, nogenerate, stacked, capable, stable_writes) = unsafe {

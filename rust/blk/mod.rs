@@ -20,7 +20,9 @@
 //!   `drain`: the count of bios in flight that removal waits for; `stacked`: the state
 //!   the disk shares with its bios.
 //! - `clone`: the pass-through path; `bounce`: the bounce path; `bioset`: bio sets whose
-//!   bios carry a context; `gfp`: how allocations wait.
+//!   bios carry a context; `gfp`: how allocations wait; `poll`: polled I/O, an upper bio
+//!   linked to the lower bio that stands in for it; `segments`: the lower device's
+//!   segment limits, and bounce bios cut to them.
 //! - `cap`: the cap on bounce memory in flight; `page_reserve`: where bounce chunks come
 //!   from; `percpu_pages`: recycled pages per CPU.
 
@@ -40,7 +42,9 @@ pub(crate) mod lower;
 pub(crate) mod page_reserve;
 pub(crate) mod peak;
 pub(crate) mod percpu_pages;
+pub(crate) mod poll;
 pub(crate) mod segment_walk;
+pub(crate) mod segments;
 pub(crate) mod stacked;
 pub(crate) mod status;
 pub(crate) mod submitted_bio;
@@ -59,9 +63,12 @@ mod helpers {
         pub(super) static blkbounce_blk_sts_ioerr: bindings::blk_status_t;
         pub(super) static blkbounce_blk_sts_again: bindings::blk_status_t;
         pub(super) static blkbounce_blk_sts_protection: bindings::blk_status_t;
+        pub(super) static blkbounce_blk_sts_inval: bindings::blk_status_t;
         pub(super) static blkbounce_blk_feat_stable_writes: bindings::blk_features_t;
         pub(super) static blkbounce_blk_feat_nowait: bindings::blk_features_t;
         pub(super) static blkbounce_blk_feat_io_stat: bindings::blk_features_t;
+        pub(super) static blkbounce_blk_feat_poll: bindings::blk_features_t;
+        pub(super) static blkbounce_blk_feat_atomic_writes: bindings::blk_features_t;
         pub(super) static blkbounce_blk_open_read: bindings::blk_mode_t;
         pub(super) static blkbounce_blk_open_write: bindings::blk_mode_t;
         pub(super) static blkbounce_blk_integrity_noverify: u8;

@@ -12,6 +12,7 @@ use super::{
     drain::Drain,
     lower::LowerDevice,
     page_reserve::PageReserve,
+    segments::SegmentLimits,
     wait_queue::WaitQueue,
     workqueue::Workqueue,
 };
@@ -63,6 +64,8 @@ pub(crate) struct Stacked<T: BioDriver> {
     pub(super) closed: WaitQueue,
     /// The sector of the lower device where the disk's sector 0 is.
     offset: u64,
+    /// What one bio of the lower device carries without a split, when the disk was made.
+    segments: SegmentLimits,
     lower: LowerDevice,
 }
 
@@ -96,6 +99,7 @@ impl<T: BioDriver> Stacked<T> {
             opens: Atomic::new(0),
             closed <- WaitQueue::new(),
             offset: options.offset,
+            segments: lower.segment_limits(),
             lower,
         }))
     }
@@ -126,6 +130,12 @@ impl<T: BioDriver> Stacked<T> {
     /// Returns the sector of the lower device where the disk's sector 0 is.
     pub(crate) fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Returns what one bio of the lower device carries without a split: bounce chunks
+    /// are at most [`SegmentLimits::max_chunk_bytes`].
+    pub(crate) fn segments(&self) -> SegmentLimits {
+        self.segments
     }
 
     /// Returns the cap on bounce memory in flight.

@@ -35,6 +35,12 @@ impl BlkStatus {
         Self(unsafe { helpers::blkbounce_blk_sts_protection })
     }
 
+    /// `BLK_STS_INVAL` (`EINVAL`): a bio the device cannot carry out as asked.
+    pub(crate) fn invalid() -> Self {
+        // SAFETY: A constant defined in `helpers.c`, never written.
+        Self(unsafe { helpers::blkbounce_blk_sts_inval })
+    }
+
     /// Wraps the raw status of a completed bio.
     pub(super) fn from_raw(raw: bindings::blk_status_t) -> Self {
         Self(raw)

@@ -3,7 +3,12 @@
 //! A bio submitted to a stacked disk, and its end.
 
 use super::{
-    bio::Bio, disk::BioDriver, drain::DiskHold, drain::Drain, stacked::Stacked, status::BlkStatus,
+    bio::{Bio, REQ_NOWAIT, REQ_POLLED},
+    disk::BioDriver,
+    drain::DiskHold,
+    drain::Drain,
+    stacked::Stacked,
+    status::BlkStatus,
 };
 use core::{marker::PhantomData, mem::ManuallyDrop, ops::Deref, ptr::NonNull};
 use kernel::{bindings, ffi::c_ulong};
@@ -95,6 +100,14 @@ impl<T: BioDriver> SubmittedBio<T> {
                 unsafe { bindings::bdev_start_io_acct((*bio).bi_bdev, self.req_op(), arrived) };
             self.acct = Acct::Started(start);
         }
+    }
+
+    /// Makes the bio one that may wait and that nobody polls for: clears `REQ_NOWAIT` and
+    /// `REQ_POLLED`, for a bio handed on to a worker.
+    pub(super) fn make_blocking(&mut self) {
+        // SAFETY: By the type invariant the bio is valid and owned by the driver, which
+        // alone reads its flags now.
+        unsafe { (*self.bio.as_ptr()).bi_opf &= !(REQ_NOWAIT | REQ_POLLED) };
     }
 
     /// Completes the bio with `status`.
