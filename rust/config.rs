@@ -245,9 +245,14 @@ impl DeviceConfig {
             // The disk stacks no integrity profile: see the README's "What blkbounce does
             // not stack on, and what it does not carry".
             pr_info!(
-                "{name}: {} has no integrity profile: protection information from above it (io_uring's PI attribute, md, dm) is refused with EINVAL; {} generates and verifies its own over the data sent down\n",
+                "{name}: {} has no integrity profile: protection information from above it (io_uring's PI attribute) is refused with EINVAL, and md and dm stack none over it; {} {}\n",
                 disk.driver().name(),
-                &**path
+                &**path,
+                if integrity.generated && integrity.verified {
+                    "generates and verifies its own over the data sent down"
+                } else {
+                    "has its own, with write_generate or read_verify off"
+                }
             );
         }
         state.enabled = Some(Enabled {

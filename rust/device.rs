@@ -193,15 +193,26 @@ impl BounceDevice {
         if reason == Reason::Retry {
             buffer.mark_retry();
         }
-        self.stats.bounced_for(reason);
         let size = buffer.upper().size();
-        if buffer.upper().op() == BioOp::Write {
-            self.stats.bounced_write(size);
-        } else {
-            self.stats.bounced_read(size);
+        let is_write = buffer.upper().op() == BioOp::Write;
+        match buffer.submit() {
+            Ok(()) => {
+                self.stats.bounced_for(reason);
+                if is_write {
+                    self.stats.bounced_write(size);
+                } else {
+                    self.stats.bounced_read(size);
+                }
+                true
+            }
+            // A `REQ_NOWAIT` bio whose bounce bio the lower device would have to split, and
+            // whose pieces could not all be had at once: nothing went down.
+            Err(no) => {
+                self.stats.nowait_again();
+                no.fail(BlkStatus::again());
+                false
+            }
         }
-        buffer.submit();
-        true
     }
 
     /// Ends a `REQ_NOWAIT` bio that would have to wait.

@@ -70,6 +70,7 @@ void blkbounce_bdev_limits(struct block_device *bdev, struct queue_limits *lim);
 bool blkbounce_bdev_is_zoned(struct block_device *bdev);
 bool blkbounce_disk_io_stat(struct gendisk *disk);
 void blkbounce_trace_bio_remap(struct bio *bio, struct gendisk *from, sector_t sector);
+void blkbounce_trace_bio_split(struct bio *split, sector_t sector);
 
 bool blkbounce_bdev_is_zoned(struct block_device *bdev)
 {
@@ -79,6 +80,12 @@ bool blkbounce_bdev_is_zoned(struct block_device *bdev)
 bool blkbounce_disk_io_stat(struct gendisk *disk)
 {
 	return blk_queue_io_stat(disk->queue);
+}
+
+/* blktrace's split event: @split was cut off the front of a bio that now starts at @sector. */
+void blkbounce_trace_bio_split(struct bio *split, sector_t sector)
+{
+	trace_block_split(split, sector);
 }
 
 /* blktrace's remap event: @bio, sent to its device, stands in for @sector of @from. */

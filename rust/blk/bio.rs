@@ -37,6 +37,8 @@ pub(super) const REQ_NOWAIT: u32 = 1 << bindings::req_flag_bits___REQ_NOWAIT;
 pub(super) const REQ_POLLED: u32 = 1 << bindings::req_flag_bits___REQ_POLLED;
 /// `REQ_DRV` (`enum req_flag_bits`): the driver's own flag.
 pub(super) const REQ_DRV: u32 = 1 << bindings::req_flag_bits___REQ_DRV;
+/// `REQ_NOMERGE` (`enum req_flag_bits`): not to be merged with other bios.
+pub(super) const REQ_NOMERGE: u32 = 1 << bindings::req_flag_bits___REQ_NOMERGE;
 /// `REQ_ATOMIC` (`enum req_flag_bits`): a write the device must not tear.
 pub(super) const REQ_ATOMIC: u32 = 1 << bindings::req_flag_bits___REQ_ATOMIC;
 /// `REQ_IDLE` (`enum req_flag_bits`).

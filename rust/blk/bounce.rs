@@ -16,7 +16,7 @@
 //! through Rust references, in one linear walk over both bvec arrays ([`SegmentWalk`]).
 
 use super::{
-    bio::{Bio, BioOp, REQ_ATOMIC, REQ_NOWAIT, REQ_POLLED},
+    bio::{Bio, BioOp, REQ_ATOMIC, REQ_DRV, REQ_NOMERGE, REQ_POLLED},
     bioset::BioSet,
     cap::Reservation,
     disk::BioDriver,
@@ -163,37 +163,94 @@ unsafe fn free(bio: *mut bindings::bio, pages: &PageReserve) {
     }
 }
 
-/// Sends the first pieces of `bio` down apart, each of at most `segments.max_segments()`
-/// chunks and chained to it, leaving it the rest. A piece that cannot be had without
-/// waiting ends the cut: the lower device then ends the rest with `BLK_STS_AGAIN`, as it
-/// would have ended the whole, which is right for the `REQ_NOWAIT` bios that are cut.
-/// The pieces are not polled: polling links one lower bio to an upper bio, and the block
-/// layer, too, stops polling a bio it splits.
+/// Cuts `bio` into pieces of at most `segments.max_segments()` chunks each, chained to
+/// it, and returns them, in order, linked through `bi_next`, leaving `bio` the last
+/// piece; `bio` is then not polled (`REQ_POLLED` cleared): polling links one lower bio to
+/// an upper bio, and the block layer, too, stops polling a bio it splits. All or nothing:
+/// if a piece cannot be had without waiting, the pieces made so far are freed again and
+/// `Err` is returned. A lower device whose logical block is larger than a page is not cut
+/// for (see [`SegmentLimits::pieces`]): no pieces.
 ///
 /// # Safety
 ///
-/// `bio` must be a bounce bio with its completion set, owned here and not yet submitted;
-/// `set` a bio set that outlives it.
-unsafe fn send_pieces(
+/// `bio` must be a bounce bio owned here and not yet submitted; `set` a bio set that
+/// outlives the pieces.
+unsafe fn cut(
     bio: *mut bindings::bio,
     segments: SegmentLimits,
     set: *mut bindings::bio_set,
-) {
+) -> Result<*mut bindings::bio, ()> {
     // SAFETY: By the safety requirements. `bio_split` leaves the bvec table alone (the
     // pieces share it) and advances only the bio's iterator, so the chunks' lengths can be
     // read throughout; each piece ends before the bio does, on a chunk's end, so on a page
-    // boundary or at the bio's end.
+    // boundary and, as the logical block is at most a page, on a block boundary. The
+    // pieces, owned here, are kept in a list through `bi_next`, which is free before
+    // submission.
     unsafe {
         (*bio).bi_opf &= !REQ_POLLED;
         let lens = chunks_of(bio).iter().map(|chunk| chunk.bv_len);
-        for bytes in segments.pieces(lens) {
+        let Some(pieces) = segments.pieces(lens) else {
+            return Ok(core::ptr::null_mut());
+        };
+        let mut head: *mut bindings::bio = core::ptr::null_mut();
+        let mut tail: *mut bindings::bio = core::ptr::null_mut();
+        for bytes in pieces {
             let sectors = (bytes >> bindings::SECTOR_SHIFT) as c_int;
             let piece = bindings::bio_split(bio, sectors, Gfp::NoWait.as_raw(), set);
             if piece.is_null() || kernel::error::from_err_ptr(piece).is_err() {
-                break;
+                end_pieces(head, BlkStatus::again());
+                return Err(());
             }
+            // As the block layer sets up its own splits (`bio_submit_split`).
+            (*piece).bi_opf |= REQ_NOMERGE;
             bindings::bio_chain(piece, bio);
+            helpers::blkbounce_trace_bio_split(piece, (*bio).bi_iter.bi_sector);
+            if tail.is_null() {
+                head = piece;
+            } else {
+                (*tail).bi_next = piece;
+            }
+            tail = piece;
+        }
+        Ok(head)
+    }
+}
+
+/// Sends the pieces `head` links down, in order, or, with `Err(status)`, ends them with
+/// `status` instead; each ending is counted by the bio they were cut from, which is not
+/// ended by it.
+///
+/// # Safety
+///
+/// `head` must be null or the first of pieces made by [`cut`] and owned here; they may be
+/// sent down only once the bio they were cut from has its completion set.
+unsafe fn send_pieces(mut head: *mut bindings::bio) {
+    // SAFETY: By the safety requirements.
+    unsafe {
+        while !head.is_null() {
+            let piece = head;
+            head = (*piece).bi_next;
+            (*piece).bi_next = core::ptr::null_mut();
             bindings::submit_bio_noacct(piece);
+        }
+    }
+}
+
+/// Ends the pieces `head` links with `status`, unsent; see [`send_pieces`].
+///
+/// # Safety
+///
+/// As for [`send_pieces`]. The bio they were cut from keeps a count of its own, so it is
+/// not ended.
+unsafe fn end_pieces(mut head: *mut bindings::bio, status: BlkStatus) {
+    // SAFETY: By the safety requirements.
+    unsafe {
+        while !head.is_null() {
+            let piece = head;
+            head = (*piece).bi_next;
+            (*piece).bi_next = core::ptr::null_mut();
+            (*piece).bi_status = status.as_raw();
+            bindings::bio_endio(piece);
         }
     }
 }
@@ -253,7 +310,8 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             bindings::bio_alloc_bioset(
                 stacked.lower().as_raw(),
                 max_chunks,
-                upper.opf(),
+                // Without the flag of the driver above, meaningless below.
+                upper.opf() & !REQ_DRV,
                 gfp.as_raw(),
                 stacked.bounces().as_raw(),
             )
@@ -351,29 +409,49 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     ///
     /// A `REQ_NOWAIT` bounce bio of more chunks than the lower device takes in one bio is
     /// sent down in pieces that each fit (see [`super::segments`]), since the lower device
-    /// would end it with `BLK_STS_AGAIN` rather than split it. A `REQ_ATOMIC` write always
-    /// fits: its unit is at most as many pages as the lower device has segments
-    /// (`blk_queue_max_guaranteed_bio`), and chunks are at most one segment each; one that
-    /// did not would fail with `BLK_STS_INVAL` and a warning, before anything is written.
-    pub(crate) fn submit(mut self) {
+    /// would end it with `BLK_STS_AGAIN` rather than split it. If the pieces cannot all be
+    /// had at once, nothing is sent down, and what the buffer was made from comes back as
+    /// `Err`: the caller ends the upper bio (`BLK_STS_AGAIN`), as when the buffer could not
+    /// be had. A `REQ_ATOMIC`
+    /// write always fits: the disk's atomic write unit is at most as many pages as the
+    /// lower device has segments, and chunks are at most one segment each; one that did not
+    /// would fail with `BLK_STS_INVAL`, before anything is written.
+    pub(crate) fn submit(mut self) -> Result<(), NoBuffer<'a, T>> {
         let b = self.bio.as_ptr();
         let is_write = self.upper.op() == BioOp::Write;
         if kernel::warn_on!(self.size() != self.upper.size()) {
-            return self.abandon().fail(BlkStatus::io_error());
+            self.abandon().fail(BlkStatus::io_error());
+            return Ok(());
         }
         let stacked = self.upper.stacked();
         let segments = stacked.segments();
         let pieces_from = stacked.clones().as_raw();
         // SAFETY: By the type invariant the bio is owned here.
         let too_many = unsafe { u32::from((*b).bi_vcnt) } > segments.max_segments();
-        if kernel::warn_on!(too_many && self.upper.opf() & REQ_ATOMIC != 0) {
-            return self.abandon().fail(BlkStatus::invalid());
+        if too_many && self.upper.opf() & REQ_ATOMIC != 0 {
+            kernel::pr_warn_once!(
+                "a bounced atomic write needs more segments than the lower device takes: refused\n"
+            );
+            self.abandon().fail(BlkStatus::invalid());
+            return Ok(());
+        }
+        let mut pieces = core::ptr::null_mut();
+        if too_many && self.upper.is_nowait() {
+            // SAFETY: The bounce bio is owned here, not submitted; the clone bio set is the
+            // disk's, which outlives every bio of the disk.
+            match unsafe { cut(b, segments, pieces_from) } {
+                Ok(head) => pieces = head,
+                Err(()) => return Err(self.abandon()),
+            }
         }
         self.upper.start_io_acct();
         // SAFETY: The bounce bio is owned here, not in flight.
         if is_write && !unsafe { copy(&self.upper, b, Direction::ToBounce) } {
             kernel::warn_on!(true);
-            return self.abandon().fail(BlkStatus::io_error());
+            // SAFETY: The pieces are owned here and unsent.
+            unsafe { end_pieces(pieces, BlkStatus::io_error()) };
+            self.abandon().fail(BlkStatus::io_error());
+            return Ok(());
         }
         let (_, room, upper, retry) = self.into_parts();
         let disk = upper.gendisk();
@@ -392,14 +470,13 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             (*ctx).deferred_ns = 0;
             (*b).bi_end_io = Some(bounce_end_io::<T>);
             helpers::blkbounce_trace_bio_remap(b, disk, sector);
-            if too_many && (*b).bi_opf & REQ_NOWAIT != 0 {
-                send_pieces(b, segments, pieces_from);
-            }
+            send_pieces(pieces);
             if poll::wants_link(upper_raw, b) {
                 poll::link(upper_raw, b, (&raw mut (*ctx).poll).cast());
             }
             bindings::submit_bio_noacct(b);
         }
+        Ok(())
     }
 }
 

@@ -174,6 +174,19 @@ impl<T: BioDriver> Disk<T> {
         unsafe {
             bindings::queue_limits_stack_bdev(&mut lim, lower.as_raw(), offset, name.as_char_ptr())
         };
+        // A bounced atomic write is one bounce bio of single pages at worst: its unit must
+        // fit in the lower device's segments, a page each. Only over blocks larger than a
+        // page does this lower what stacking found (`blk_queue_max_guaranteed_bio`).
+        let most = stacked.segments().max_atomic_unit();
+        if lim.atomic_write_hw_unit_max > most {
+            lim.atomic_write_hw_unit_max = most;
+            if lim.atomic_write_hw_unit_min > most {
+                lim.atomic_write_hw_max = 0;
+                lim.atomic_write_hw_unit_min = 0;
+                lim.atomic_write_hw_unit_max = 0;
+                lim.atomic_write_hw_boundary = 0;
+            }
+        }
         let capacity = lower.nr_sectors().checked_sub(offset).filter(|&n| n > 0);
         let aligned = (offset << bindings::SECTOR_SHIFT) % u64::from(lim.logical_block_size) == 0;
         let Some(capacity) = capacity.filter(|_| aligned) else {

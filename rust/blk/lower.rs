@@ -189,6 +189,7 @@ impl LowerDevice {
             u32::from(lim.max_segments),
             lim.max_segment_size,
             lim.seg_boundary_mask as u64,
+            lim.logical_block_size,
         )
     }
 

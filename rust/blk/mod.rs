@@ -83,6 +83,7 @@ mod helpers {
             from: *mut bindings::gendisk,
             sector: u64,
         );
+        pub(super) fn blkbounce_trace_bio_split(split: *mut bindings::bio, sector: u64);
         pub(super) fn blkbounce_page_address(page: *mut bindings::page) -> *mut u8;
         pub(super) fn blkbounce_memcpy_from_page(
             to: *mut u8,

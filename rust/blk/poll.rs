@@ -105,14 +105,16 @@ unsafe extern "C" fn polled_end_io(lower: *mut bindings::bio) {
 }
 
 /// The `poll_bio` operation: polls the lower bio linked to `upper` once, and if it is
-/// done, runs its completion, which ends `upper`. Returns 1 if it ended `upper`, else 0.
+/// done, unlinks `upper` and runs the lower bio's completion, which ends `upper` or hands
+/// it on (a copy-back or a retry on a worker). Returns 1 if it ran the completion, else 0.
 ///
 /// # Safety
 ///
 /// Called by `bio_poll()`, under the RCU read lock, for a bio of a disk whose linked bios
 /// are linked by [`link`]. The bio may have completed and been reused since its submitter
-/// found it (bios are `SLAB_TYPESAFE_BY_RCU`); as for dm, one linked bio is polled by one
-/// thread at a time, its submitter's.
+/// found it (bios are `SLAB_TYPESAFE_BY_RCU`), so two threads may poll one linked bio, as
+/// they may one of dm: the compare-and-exchange on the link's state lets one of them run
+/// the completion.
 pub(super) unsafe extern "C" fn poll_bio(
     upper: *mut bindings::bio,
     iob: *mut bindings::io_comp_batch,
@@ -133,7 +135,10 @@ pub(super) unsafe extern "C" fn poll_bio(
         if (*link).state.cmpxchg(DONE, CLAIMED, Acquire).is_err() {
             return 0;
         }
-        // The upper bio is the submitter's again before it ends.
+        // The upper bio is the submitter's again before it ends; the cookie first, so that
+        // `bio_poll()` does not call in again (as `blk_steal_bios` resets it).
+        (&raw mut (*upper).__bindgen_anon_1.bi_cookie)
+            .write_volatile(bindings::BLK_QC_T_NONE as bindings::blk_qc_t);
         (*upper).bi_opf &= !REQ_DRV;
         (*upper).bi_private = (*link).upper_private;
         let lower = (*link).lower;

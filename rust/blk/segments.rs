@@ -9,20 +9,26 @@
 //! more chunks than the lower device takes is sent down in pieces that each fit.
 
 use core::iter::Peekable;
-use kernel::page::PAGE_SIZE;
+use kernel::{bindings, page::PAGE_SIZE};
 
 /// What one bio of the lower device may carry without a split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentLimits {
     max_segments: u32,
     max_chunk_bytes: u32,
+    logical_block_size: u32,
 }
 
 impl SegmentLimits {
     /// The limits of a device with `max_segments` segments per bio, of at most
-    /// `max_segment_size` bytes each, none crossing a multiple of `seg_boundary_mask + 1`
-    /// (`struct queue_limits`).
-    pub(crate) fn new(max_segments: u32, max_segment_size: u32, seg_boundary_mask: u64) -> Self {
+    /// `max_segment_size` bytes each, none crossing a multiple of `seg_boundary_mask + 1`,
+    /// and logical blocks of `logical_block_size` bytes (`struct queue_limits`).
+    pub(crate) fn new(
+        max_segments: u32,
+        max_segment_size: u32,
+        seg_boundary_mask: u64,
+        logical_block_size: u32,
+    ) -> Self {
         // A chunk is a power of two of pages, aligned to its size (the buddy allocator's),
         // so it is one segment if it is no larger than a segment and than the boundary.
         let boundary = seg_boundary_mask.saturating_add(1);
@@ -33,6 +39,7 @@ impl SegmentLimits {
         Self {
             max_segments: max_segments.max(1),
             max_chunk_bytes,
+            logical_block_size,
         }
     }
 
@@ -47,14 +54,25 @@ impl SegmentLimits {
         self.max_chunk_bytes
     }
 
+    /// The largest atomic write unit whose bounce bio fits in one bio of the device: as
+    /// many pages as it has segments, rounded down to a power of two. With logical blocks
+    /// of up to a page, the block layer's own bound (`blk_queue_max_guaranteed_bio`) is no
+    /// larger.
+    pub(crate) fn max_atomic_unit(&self) -> u32 {
+        let bytes = u64::from(self.max_segments.min(bindings::BIO_MAX_VECS)) * PAGE_SIZE as u64;
+        1 << bytes.min(u64::from(u32::MAX)).ilog2()
+    }
+
     /// The sizes in bytes of the pieces that a bio of chunks of `lens` bytes, in order, is
     /// cut into, so that each piece has at most [`Self::max_segments`] of them: every
-    /// piece but the last, which is what is left.
-    pub(crate) fn pieces<I: Iterator<Item = u32>>(&self, lens: I) -> Pieces<I> {
-        Pieces {
+    /// piece but the last, which is what is left. Pieces end on chunk ends, which are page
+    /// boundaries: `None` for a device whose logical block is larger than a page, where a
+    /// piece could end inside a block.
+    pub(crate) fn pieces<I: Iterator<Item = u32>>(&self, lens: I) -> Option<Pieces<I>> {
+        (self.logical_block_size as usize <= PAGE_SIZE).then(|| Pieces {
             lens: lens.peekable(),
             max: self.max_segments,
-        }
+        })
     }
 }
 
@@ -90,39 +108,70 @@ mod tests {
     fn chunks_are_one_segment() {
         // NVMe (a virtual boundary): segments of any size.
         assert_eq!(
-            SegmentLimits::new(128, u32::MAX, u64::MAX).max_chunk_bytes(),
+            SegmentLimits::new(128, u32::MAX, u64::MAX, 4096).max_chunk_bytes(),
             1 << 31
         );
         // The default: 64 KiB segments, a 4 GiB boundary.
         assert_eq!(
-            SegmentLimits::new(128, 65536, 0xffff_ffff).max_chunk_bytes(),
+            SegmentLimits::new(128, 65536, 0xffff_ffff, 4096).max_chunk_bytes(),
             65536
         );
         // Not a power of two: the power of two below.
         assert_eq!(
-            SegmentLimits::new(128, 65024, 0xffff_ffff).max_chunk_bytes(),
+            SegmentLimits::new(128, 65024, 0xffff_ffff, 4096).max_chunk_bytes(),
             32768
         );
         // A boundary below the segment size.
         assert_eq!(
-            SegmentLimits::new(128, 65536, 0x3fff).max_chunk_bytes(),
+            SegmentLimits::new(128, 65536, 0x3fff, 4096).max_chunk_bytes(),
             16384
         );
         // Smaller than a page: a page.
         assert_eq!(
-            SegmentLimits::new(128, 512, 0xffff_ffff).max_chunk_bytes(),
+            SegmentLimits::new(128, 512, 0xffff_ffff, 512).max_chunk_bytes(),
             PAGE
         );
-        assert_eq!(SegmentLimits::new(0, 65536, 0xffff_ffff).max_segments(), 1);
+        assert_eq!(
+            SegmentLimits::new(0, 65536, 0xffff_ffff, 4096).max_segments(),
+            1
+        );
     }
 
     fn pieces(max_segments: u32, lens: &[u32]) -> KVec<u32> {
-        let limits = SegmentLimits::new(max_segments, 65536, 0xffff_ffff);
+        let limits = SegmentLimits::new(max_segments, 65536, 0xffff_ffff, 512);
         let mut out = KVec::new();
-        for p in limits.pieces(lens.iter().copied()) {
+        for p in limits.pieces(lens.iter().copied()).unwrap() {
             out.push(p, GFP_KERNEL).unwrap();
         }
         out
+    }
+
+    #[test]
+    fn atomic_units_fit() {
+        assert_eq!(
+            SegmentLimits::new(128, u32::MAX, u64::MAX, 4096).max_atomic_unit(),
+            512 * 1024
+        );
+        assert_eq!(
+            SegmentLimits::new(127, u32::MAX, u64::MAX, 4096).max_atomic_unit(),
+            256 * 1024
+        );
+        assert_eq!(
+            SegmentLimits::new(2048, u32::MAX, u64::MAX, 4096).max_atomic_unit(),
+            1 << 20
+        );
+        assert_eq!(
+            SegmentLimits::new(1, u32::MAX, u64::MAX, 4096).max_atomic_unit(),
+            PAGE
+        );
+    }
+
+    #[test]
+    fn no_pieces_over_large_blocks() {
+        let limits = SegmentLimits::new(16, 65536, 0xffff_ffff, 16384);
+        assert!(limits.pieces([PAGE; 32].into_iter()).is_none());
+        let limits = SegmentLimits::new(16, 65536, 0xffff_ffff, 4096);
+        assert!(limits.pieces([PAGE; 32].into_iter()).is_some());
     }
 
     #[test]

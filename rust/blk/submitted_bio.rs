@@ -105,8 +105,9 @@ impl<T: BioDriver> SubmittedBio<T> {
     /// Makes the bio one that may wait and that nobody polls for: clears `REQ_NOWAIT` and
     /// `REQ_POLLED`, for a bio handed on to a worker.
     pub(super) fn make_blocking(&mut self) {
-        // SAFETY: By the type invariant the bio is valid and owned by the driver, which
-        // alone reads its flags now.
+        // SAFETY: By the type invariant the bio is valid and owned by the driver. It is not
+        // linked for polling (a linked bio is unlinked before its completion hands it on),
+        // so `bio_poll()` stops at its cookie and no `poll_bio` reads its flags.
         unsafe { (*self.bio.as_ptr()).bi_opf &= !(REQ_NOWAIT | REQ_POLLED) };
     }
 
