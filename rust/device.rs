@@ -205,11 +205,13 @@ impl BounceDevice {
                 }
                 true
             }
-            // A `REQ_NOWAIT` bio whose bounce bio the lower device would have to split, and
-            // whose pieces could not all be had at once: nothing went down.
-            Err(no) => {
-                self.stats.nowait_again();
-                no.fail(BlkStatus::again());
+            // Nothing went down: a `REQ_NOWAIT` bio whose pieces could not all be had at
+            // once (`BLK_STS_AGAIN`), or a bounce bio that would not do.
+            Err((no, status)) => {
+                if status == BlkStatus::again() {
+                    self.stats.nowait_again();
+                }
+                no.fail(status);
                 false
             }
         }

@@ -16,7 +16,7 @@
 //! through Rust references, in one linear walk over both bvec arrays ([`SegmentWalk`]).
 
 use super::{
-    bio::{Bio, BioOp, REQ_ATOMIC, REQ_DRV, REQ_NOMERGE, REQ_POLLED},
+    bio::{Bio, BioOp, REQ_ATOMIC, REQ_NOMERGE, REQ_POLLED},
     bioset::BioSet,
     cap::Reservation,
     disk::BioDriver,
@@ -187,11 +187,11 @@ unsafe fn cut(
     // pieces, owned here, are kept in a list through `bi_next`, which is free before
     // submission.
     unsafe {
-        (*bio).bi_opf &= !REQ_POLLED;
         let lens = chunks_of(bio).iter().map(|chunk| chunk.bv_len);
         let Some(pieces) = segments.pieces(lens) else {
             return Ok(core::ptr::null_mut());
         };
+        (*bio).bi_opf &= !REQ_POLLED;
         let mut head: *mut bindings::bio = core::ptr::null_mut();
         let mut tail: *mut bindings::bio = core::ptr::null_mut();
         for bytes in pieces {
@@ -204,7 +204,6 @@ unsafe fn cut(
             // As the block layer sets up its own splits (`bio_submit_split`).
             (*piece).bi_opf |= REQ_NOMERGE;
             bindings::bio_chain(piece, bio);
-            helpers::blkbounce_trace_bio_split(piece, (*bio).bi_iter.bi_sector);
             if tail.is_null() {
                 head = piece;
             } else {
@@ -216,32 +215,37 @@ unsafe fn cut(
     }
 }
 
-/// Sends the pieces `head` links down, in order, or, with `Err(status)`, ends them with
-/// `status` instead; each ending is counted by the bio they were cut from, which is not
-/// ended by it.
+/// Sends the pieces `head` links down, in order, each traced as a split and as a remap of
+/// `disk`'s sectors, `offset` sectors before its own.
 ///
 /// # Safety
 ///
 /// `head` must be null or the first of pieces made by [`cut`] and owned here; they may be
-/// sent down only once the bio they were cut from has its completion set.
-unsafe fn send_pieces(mut head: *mut bindings::bio) {
+/// sent down only once the bio they were cut from has its completion set. `disk` must be
+/// valid.
+unsafe fn send_pieces(mut head: *mut bindings::bio, disk: *mut bindings::gendisk, offset: u64) {
     // SAFETY: By the safety requirements.
     unsafe {
         while !head.is_null() {
             let piece = head;
             head = (*piece).bi_next;
             (*piece).bi_next = core::ptr::null_mut();
+            // The rest of the bio starts where the piece ends.
+            let start = (*piece).bi_iter.bi_sector;
+            let rest = start + u64::from((*piece).bi_iter.bi_size >> bindings::SECTOR_SHIFT);
+            helpers::blkbounce_trace_bio_split(piece, rest);
+            helpers::blkbounce_trace_bio_remap(piece, disk, start - offset);
             bindings::submit_bio_noacct(piece);
         }
     }
 }
 
-/// Ends the pieces `head` links with `status`, unsent; see [`send_pieces`].
+/// Ends the pieces `head` links with `status`, unsent; each ending is counted by the bio
+/// they were cut from, which keeps a count of its own and is not ended by them.
 ///
 /// # Safety
 ///
-/// As for [`send_pieces`]. The bio they were cut from keeps a count of its own, so it is
-/// not ended.
+/// `head` must be null or the first of pieces made by [`cut`] and owned here.
 unsafe fn end_pieces(mut head: *mut bindings::bio, status: BlkStatus) {
     // SAFETY: By the safety requirements.
     unsafe {
@@ -310,8 +314,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             bindings::bio_alloc_bioset(
                 stacked.lower().as_raw(),
                 max_chunks,
-                // Without the flag of the driver above, meaningless below.
-                upper.opf() & !REQ_DRV,
+                upper.opf(),
                 gfp.as_raw(),
                 stacked.bounces().as_raw(),
             )
@@ -403,37 +406,35 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     }
 
     /// Copies a write's data into the bounce memory and sends the bounce bio to the lower
-    /// device; the upper bio's I/O accounting starts here. The bounce memory must be
-    /// exactly as large as the upper bio; if it is not, the upper bio fails with
-    /// `BLK_STS_IOERR` and a warning.
+    /// device; the upper bio's I/O accounting starts here.
     ///
     /// A `REQ_NOWAIT` bounce bio of more chunks than the lower device takes in one bio is
     /// sent down in pieces that each fit (see [`super::segments`]), since the lower device
-    /// would end it with `BLK_STS_AGAIN` rather than split it. If the pieces cannot all be
-    /// had at once, nothing is sent down, and what the buffer was made from comes back as
-    /// `Err`: the caller ends the upper bio (`BLK_STS_AGAIN`), as when the buffer could not
-    /// be had. A `REQ_ATOMIC`
-    /// write always fits: the disk's atomic write unit is at most as many pages as the
-    /// lower device has segments, and chunks are at most one segment each; one that did not
-    /// would fail with `BLK_STS_INVAL`, before anything is written.
-    pub(crate) fn submit(mut self) -> Result<(), NoBuffer<'a, T>> {
+    /// would end it with `BLK_STS_AGAIN` rather than split it. A `REQ_ATOMIC` write always
+    /// fits: the disk's atomic write unit is at most as many pages as the lower device has
+    /// segments, and chunks are at most one segment each.
+    ///
+    /// If nothing is sent down, what the buffer was made from comes back as `Err`, with the
+    /// status to end the upper bio with: `BLK_STS_AGAIN` if the pieces cannot all be had
+    /// at once; `BLK_STS_INVAL` for an atomic write that would not fit; `BLK_STS_IOERR`,
+    /// with a warning, if the bounce memory is not exactly as large as the upper bio.
+    pub(crate) fn submit(mut self) -> Result<(), (NoBuffer<'a, T>, BlkStatus)> {
         let b = self.bio.as_ptr();
         let is_write = self.upper.op() == BioOp::Write;
         if kernel::warn_on!(self.size() != self.upper.size()) {
-            self.abandon().fail(BlkStatus::io_error());
-            return Ok(());
+            return Err((self.abandon(), BlkStatus::io_error()));
         }
         let stacked = self.upper.stacked();
         let segments = stacked.segments();
         let pieces_from = stacked.clones().as_raw();
+        let offset = stacked.offset();
         // SAFETY: By the type invariant the bio is owned here.
         let too_many = unsafe { u32::from((*b).bi_vcnt) } > segments.max_segments();
         if too_many && self.upper.opf() & REQ_ATOMIC != 0 {
             kernel::pr_warn_once!(
                 "a bounced atomic write needs more segments than the lower device takes: refused\n"
             );
-            self.abandon().fail(BlkStatus::invalid());
-            return Ok(());
+            return Err((self.abandon(), BlkStatus::invalid()));
         }
         let mut pieces = core::ptr::null_mut();
         if too_many && self.upper.is_nowait() {
@@ -441,7 +442,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             // disk's, which outlives every bio of the disk.
             match unsafe { cut(b, segments, pieces_from) } {
                 Ok(head) => pieces = head,
-                Err(()) => return Err(self.abandon()),
+                Err(()) => return Err((self.abandon(), BlkStatus::again())),
             }
         }
         self.upper.start_io_acct();
@@ -450,18 +451,17 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             kernel::warn_on!(true);
             // SAFETY: The pieces are owned here and unsent.
             unsafe { end_pieces(pieces, BlkStatus::io_error()) };
-            self.abandon().fail(BlkStatus::io_error());
-            return Ok(());
+            return Err((self.abandon(), BlkStatus::io_error()));
         }
         let (_, room, upper, retry) = self.into_parts();
         let disk = upper.gendisk();
-        let sector = upper.sector();
         let upper_raw = upper.as_raw();
         // SAFETY: The bio is owned here and comes from the bounce bio set, so it has a
         // `BounceCtx<T>`. The upper bio and the reservation's bytes travel there until the
         // completion takes them back; the pieces' bio set is the disk's, which outlives the
         // upper bio. A polled upper bio is linked to the bounce bio, whose context lives
-        // until its completion has run.
+        // until its completion has run. Each bio sent down stands in for the upper bio's
+        // sectors at its own sector less the disk's offset.
         unsafe {
             let ctx = ctx_of::<T>(b);
             (&raw mut (*ctx).upper).write(MaybeUninit::new(upper));
@@ -469,11 +469,11 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             (*ctx).retry = retry;
             (*ctx).deferred_ns = 0;
             (*b).bi_end_io = Some(bounce_end_io::<T>);
-            helpers::blkbounce_trace_bio_remap(b, disk, sector);
-            send_pieces(pieces);
+            send_pieces(pieces, disk, offset);
             if poll::wants_link(upper_raw, b) {
                 poll::link(upper_raw, b, (&raw mut (*ctx).poll).cast());
             }
+            helpers::blkbounce_trace_bio_remap(b, disk, (*b).bi_iter.bi_sector - offset);
             bindings::submit_bio_noacct(b);
         }
         Ok(())

@@ -3,7 +3,7 @@
 //! The clone path: a bio passed through to the lower device as a clone, and its end.
 
 use super::{
-    bio::{Bio, REQ_DRV},
+    bio::Bio,
     bioset::BioSet,
     disk::BioDriver,
     gfp::Gfp,
@@ -96,8 +96,6 @@ impl<T: CloneTarget> SubmittedBio<T> {
         unsafe {
             let ctx = BioSet::<CloneCtx<T>>::ctx_of(clone);
             (&raw mut (*ctx).upper).write(MaybeUninit::new(self));
-            // The flag of the driver above, meaningless below (`REQ_NVME_MPATH` to NVMe).
-            (*clone).bi_opf &= !REQ_DRV;
             (*clone).bi_iter.bi_sector += offset;
             (*clone).bi_end_io = Some(clone_end_io::<T>);
             if poll::wants_link(upper, clone) {

@@ -16,6 +16,7 @@
 //! removal has begun.
 
 use super::{
+    bio::REQ_DRV,
     helpers,
     lower::LowerDevice,
     stacked::Stacked,
@@ -342,6 +343,10 @@ impl<T: BioDriver> DiskVTable<T> {
             unsafe { super::drain::Drain::put(&stacked.drain) };
             return;
         };
+        // `REQ_DRV` is the flag of the driver a bio is sent to: here, a polled bio's link
+        // (see `poll`), so one that a driver above left set must not be read as one.
+        // SAFETY: `front` is valid and now this driver's.
+        unsafe { (*front.as_ptr()).bi_opf &= !REQ_DRV };
         // Counted in flight from when it is sent down, timed from now, to its end, as dm
         // does; a flush has no sectors to account. The `iostats` switch is read once, here.
         // SAFETY: The disk is live and `front` is valid.

@@ -62,7 +62,8 @@ pub(super) unsafe fn wants_link(upper: *mut bindings::bio, lower: *mut bindings:
 /// # Safety
 ///
 /// - `upper` is a bio of a disk whose `poll_bio` is [`poll_bio`], owned by its driver,
-///   not linked, and submitted by a poller (`REQ_POLLED`, [`wants_link`]).
+///   not linked (the disk clears `REQ_DRV` as bios arrive), and submitted by a poller
+///   (`REQ_POLLED`, [`wants_link`]).
 /// - `lower` stands in for it, has its completion set, is not yet submitted, and stays
 ///   allocated until that completion runs.
 /// - `link` is valid for writes and lives as long as `lower`.
