@@ -50,6 +50,9 @@ pub(crate) struct BounceDevice {
     #[pin]
     reserve_lock: Mutex<()>,
     stats: Stats,
+    /// The largest bounce chunk, as a page order: one segment of the lower device, and at
+    /// most the module parameter `max_chunk_order` and [`chunking::MAX_CHUNK_ORDER`].
+    max_chunk_order: u32,
 }
 
 impl BounceDevice {
@@ -64,6 +67,11 @@ impl BounceDevice {
     ) -> Result<Disk<Self>> {
         let disk_name = CString::try_from(&*name)?;
         let bouncing = mode.may_bounce();
+        let limit = crate::module_parameters::max_chunk_order
+            .value()
+            .min(chunking::MAX_CHUNK_ORDER);
+        let max_chunk_order =
+            chunking::max_chunk_order(lower.segment_limits().max_chunk_bytes(), limit);
         let driver = try_pin_init!(BounceDevice {
             name,
             mode,
@@ -71,6 +79,7 @@ impl BounceDevice {
             trace_limit: RateLimit::new(),
             reserve_lock <- new_mutex!(()),
             stats: Stats::new(),
+            max_chunk_order,
         });
         // `auto` and `always` declare stable writes, so that the page cache keeps pages
         // stable during writeback and filesystems bounce their own direct I/O. `off` and
@@ -233,12 +242,8 @@ impl BounceDevice {
         gfp: Gfp,
     ) -> Result<BounceBuffer<'a, Self>, NoBuffer<'a, Self>> {
         let size = bio.size();
-        let segment = bio.stacked().segments().max_chunk_bytes();
         let mut buffer = BounceBuffer::new(bio, room, chunking::max_chunks(size), gfp)?;
-        let limit = crate::module_parameters::max_chunk_order
-            .value()
-            .min(chunking::MAX_CHUNK_ORDER);
-        let mut max_order = chunking::max_chunk_order(segment, limit);
+        let mut max_order = self.max_chunk_order;
         while buffer.size() < size {
             let left = size - buffer.size();
             let order = chunking::chunk_order(left, max_order);

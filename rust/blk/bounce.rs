@@ -418,6 +418,7 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
     /// status to end the upper bio with: `BLK_STS_AGAIN` if the pieces cannot all be had
     /// at once; `BLK_STS_INVAL` for an atomic write that would not fit; `BLK_STS_IOERR`,
     /// with a warning, if the bounce memory is not exactly as large as the upper bio.
+    #[inline(always)]
     pub(crate) fn submit(mut self) -> Result<(), (NoBuffer<'a, T>, BlkStatus)> {
         let b = self.bio.as_ptr();
         let is_write = self.upper.op() == BioOp::Write;
@@ -426,23 +427,13 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
         }
         let stacked = self.upper.stacked();
         let segments = stacked.segments();
-        let pieces_from = stacked.clones().as_raw();
         let offset = stacked.offset();
-        // SAFETY: By the type invariant the bio is owned here.
-        let too_many = unsafe { u32::from((*b).bi_vcnt) } > segments.max_segments();
-        if too_many && self.upper.opf() & REQ_ATOMIC != 0 {
-            kernel::pr_warn_once!(
-                "a bounced atomic write needs more segments than the lower device takes: refused\n"
-            );
-            return Err((self.abandon(), BlkStatus::invalid()));
-        }
         let mut pieces = core::ptr::null_mut();
-        if too_many && self.upper.is_nowait() {
-            // SAFETY: The bounce bio is owned here, not submitted; the clone bio set is the
-            // disk's, which outlives every bio of the disk.
-            match unsafe { cut(b, segments, pieces_from) } {
+        // SAFETY: By the type invariant the bio is owned here.
+        if unsafe { u32::from((*b).bi_vcnt) } > segments.max_segments() {
+            match self.too_many_chunks(segments) {
                 Ok(head) => pieces = head,
-                Err(()) => return Err((self.abandon(), BlkStatus::again())),
+                Err(status) => return Err((self.abandon(), status)),
             }
         }
         self.upper.start_io_acct();
@@ -477,6 +468,30 @@ impl<'a, T: BounceTarget> BounceBuffer<'a, T> {
             bindings::submit_bio_noacct(b);
         }
         Ok(())
+    }
+}
+
+impl<T: BounceTarget> BounceBuffer<'_, T> {
+    /// For a bounce bio of more chunks than the lower device has segments: refuses an
+    /// atomic write (`BLK_STS_INVAL`), cuts a `REQ_NOWAIT` bio into pieces ([`cut`];
+    /// `BLK_STS_AGAIN` if they cannot all be had at once), and leaves any other whole,
+    /// for the lower device to split. Returns the pieces to send before the bio.
+    #[cold]
+    #[inline(never)]
+    fn too_many_chunks(&self, segments: SegmentLimits) -> Result<*mut bindings::bio, BlkStatus> {
+        if self.upper.opf() & REQ_ATOMIC != 0 {
+            kernel::pr_warn_once!(
+                "a bounced atomic write needs more segments than the lower device takes: refused\n"
+            );
+            return Err(BlkStatus::invalid());
+        }
+        if !self.upper.is_nowait() {
+            return Ok(core::ptr::null_mut());
+        }
+        let set = self.upper.stacked().clones().as_raw();
+        // SAFETY: By the type invariant the bounce bio is owned here, not submitted; the
+        // clone bio set is the disk's, which outlives every bio of the disk.
+        unsafe { cut(self.bio.as_ptr(), segments, set) }.map_err(|()| BlkStatus::again())
     }
 }
 
