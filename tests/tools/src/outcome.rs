@@ -39,6 +39,19 @@ impl Counts {
     }
 }
 
+/// The exit status of tool `name` whose run returned `result`: 0 for `Ok(true)`, 1 for
+/// `Ok(false)` (a check failed), 2 for `Err` (it could not run), with the error printed.
+pub fn exit_code(name: &str, result: Result<bool, String>) -> std::process::ExitCode {
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@
 //! the writes did (the caller decides what each device should do), 1 only if a block
 //! whose write succeeded reads back wrong.
 
-use blkbounce_tests::{args::Args, buffer::Buffer, device, pattern};
+use blkbounce_tests::{args::Args, buffer::Buffer, device, outcome, pattern};
 use std::io;
 use std::os::unix::io::AsRawFd;
 use std::process::ExitCode;
@@ -140,12 +140,5 @@ fn run() -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("flagged-write: {e}");
-            ExitCode::from(2)
-        }
-    }
+    outcome::exit_code("flagged-write", run())
 }

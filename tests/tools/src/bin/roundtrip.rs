@@ -28,7 +28,7 @@
 //! `EAGAIN` is counted and done again without the flag, as an application would; the data
 //! must still verify.
 
-use blkbounce_tests::{args::Args, buffer::Buffer, device, pattern};
+use blkbounce_tests::{args::Args, buffer::Buffer, device, outcome, pattern};
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::process::ExitCode;
@@ -225,12 +225,5 @@ fn run() -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("roundtrip: {e}");
-            ExitCode::from(2)
-        }
-    }
+    outcome::exit_code("roundtrip", run())
 }
