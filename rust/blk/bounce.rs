@@ -215,6 +215,21 @@ unsafe fn cut(
     }
 }
 
+/// Takes the first of the pieces `head` links, unlinked, and moves `head` to the next.
+///
+/// # Safety
+///
+/// `*head` must be null or the first of pieces made by [`cut`] and owned here.
+unsafe fn next_piece(head: &mut *mut bindings::bio) -> Option<*mut bindings::bio> {
+    let piece = core::ptr::NonNull::new(*head)?.as_ptr();
+    // SAFETY: By the safety requirements the piece is valid and owned here.
+    unsafe {
+        *head = (*piece).bi_next;
+        (*piece).bi_next = core::ptr::null_mut();
+    }
+    Some(piece)
+}
+
 /// Sends the pieces `head` links down, in order, each traced as a split and as a remap of
 /// `disk`'s sectors, `offset` sectors before its own.
 ///
@@ -225,12 +240,10 @@ unsafe fn cut(
 /// valid.
 unsafe fn send_pieces(mut head: *mut bindings::bio, disk: *mut bindings::gendisk, offset: u64) {
     // SAFETY: By the safety requirements.
-    unsafe {
-        while !head.is_null() {
-            let piece = head;
-            head = (*piece).bi_next;
-            (*piece).bi_next = core::ptr::null_mut();
-            // The rest of the bio starts where the piece ends.
+    while let Some(piece) = unsafe { next_piece(&mut head) } {
+        // SAFETY: By the safety requirements. The rest of the bio starts where the piece
+        // ends.
+        unsafe {
             let start = (*piece).bi_iter.bi_sector;
             let rest = start + u64::from((*piece).bi_iter.bi_size >> bindings::SECTOR_SHIFT);
             helpers::blkbounce_trace_bio_split(piece, rest);
@@ -248,11 +261,9 @@ unsafe fn send_pieces(mut head: *mut bindings::bio, disk: *mut bindings::gendisk
 /// `head` must be null or the first of pieces made by [`cut`] and owned here.
 unsafe fn end_pieces(mut head: *mut bindings::bio, status: BlkStatus) {
     // SAFETY: By the safety requirements.
-    unsafe {
-        while !head.is_null() {
-            let piece = head;
-            head = (*piece).bi_next;
-            (*piece).bi_next = core::ptr::null_mut();
+    while let Some(piece) = unsafe { next_piece(&mut head) } {
+        // SAFETY: By the safety requirements.
+        unsafe {
             (*piece).bi_status = status.as_raw();
             bindings::bio_endio(piece);
         }
