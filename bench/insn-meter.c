@@ -28,7 +28,29 @@
  *                        guest address and the instructions executed in it (a block
  *                        translated again appears again)
  *
- * Arguments: out=FILE (required), profile=FILE.
+ * Arguments: out=FILE (required), profile=FILE, lines=1, yield=N.
+ *
+ * With lines=1 the meter also models the guest's caches and counts line transfers. Every
+ * load and store of guest RAM gets a memory callback, which finds the 64-byte line of its
+ * physical address. Each line records which vCPUs hold a copy and which wrote it last; the
+ * caches are unbounded, so a vCPU loses a copy only when another one stores to the line.
+ * A transfer is counted when a vCPU loads a line that another vCPU wrote since this one
+ * last held it, or stores to a line that another vCPU holds. Each sample line is then
+ * followed by
+ *
+ *   lines SEQ TAG TOTAL INRANGE VCPU0_TOTAL VCPU0_INRANGE ...
+ *
+ * with the transfers so far, INRANGE those of instructions inside the range, and the
+ * profile file lists, after each "profile TAG", "ADDRESS TRANSFERS" for each instruction
+ * whose accesses caused transfers since the last zeroing. Not modelled: bounded caches
+ * (evictions), prefetching, NUMA distance and the cost of a transfer; memory-mapped I/O and
+ * device DMA are not seen. Lines of physical addresses above 64 GiB are not tracked.
+ *
+ * On a host with fewer cores than vCPUs, each vCPU thread runs for a host time slice
+ * (milliseconds, hundreds of guest I/Os) before another one runs, and accesses within a
+ * slice cannot transfer lines: the count would depend on the host's scheduler, not on the
+ * guest's code. With yield=N a vCPU thread yields its host CPU after every N instructions,
+ * so that the vCPUs interleave about as finely as CPUs that run at once.
  *
  * Counting: every translated block gets an execution callback whose user data packs the
  * block's instruction count (bits 48-63; TCG puts at most 512 in a block) with its guest
@@ -42,9 +64,11 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <qemu-plugin.h>
 
@@ -66,6 +90,9 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_version = QEMU_PLUGIN_VERSION;
 struct vcpu_counts {
 	uint64_t total;
 	uint64_t in_range;
+	uint64_t transfers;
+	uint64_t transfers_in_range;
+	uint64_t since_yield;
 } __attribute__((aligned(64)));
 
 static struct vcpu_counts counts[MAX_VCPUS];
@@ -90,6 +117,32 @@ static struct profile_slab *profile;
 static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *profile_out;
 
+/*
+ * The line model (lines=1): one 16-bit state per 64-byte line of physical memory, bits
+ * 0-7 the vCPUs that hold a copy, bits 8-15 the vCPU that wrote it last plus one (0: no
+ * vCPU wrote it). Allocated lazily by the kernel (a sparse mapping), changed with
+ * compare-and-swap; a load that finds its own bit set only reads it.
+ */
+#define LINE_SHIFT 6
+#define MAX_LINE_VCPUS 8
+#define LINE_SPAN (UINT64_C(64) << 30)
+static bool lines;
+static uint64_t yield_every;
+static uint16_t *line_state;
+
+/* One instruction that accesses memory: its address and the transfers it caused. */
+struct mem_insn {
+	uint64_t vaddr;
+	uint64_t transfers;
+};
+#define MEM_INSN_SLAB 65536
+struct mem_insn_slab {
+	struct mem_insn_slab *next;
+	size_t used;
+	struct mem_insn entries[MEM_INSN_SLAB];
+};
+static struct mem_insn_slab *mem_insns;
+
 static pthread_mutex_t marker_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t value;
 static uint64_t seq;
@@ -99,6 +152,7 @@ static FILE *out;
 static void profile_walk(bool dump, uint64_t tag)
 {
 	struct profile_slab *slab;
+	struct mem_insn_slab *mslab;
 	size_t i;
 
 	if (!profile_out)
@@ -115,6 +169,19 @@ static void profile_walk(bool dump, uint64_t tag)
 			else if (e->insns)
 				fprintf(profile_out, "%#" PRIx64 " %" PRIu64 "\n", e->vaddr,
 					__atomic_load_n(&e->insns, __ATOMIC_RELAXED));
+		}
+	}
+	if (dump && lines)
+		fprintf(profile_out, "transfers %" PRIu64 "\n", tag);
+	for (mslab = mem_insns; lines && mslab; mslab = mslab->next) {
+		for (i = 0; i < mslab->used; i++) {
+			struct mem_insn *m = &mslab->entries[i];
+			uint64_t n = __atomic_load_n(&m->transfers, __ATOMIC_RELAXED);
+
+			if (!dump)
+				__atomic_store_n(&m->transfers, 0, __ATOMIC_RELAXED);
+			else if (n)
+				fprintf(profile_out, "%#" PRIx64 " %" PRIu64 "\n", m->vaddr, n);
 		}
 	}
 	if (dump)
@@ -144,6 +211,86 @@ static struct profile_entry *profile_entry(uint64_t vaddr)
 	return e;
 }
 
+/* Returns a new entry for an instruction at VADDR that accesses memory, or NULL. */
+static struct mem_insn *mem_insn(uint64_t vaddr)
+{
+	struct mem_insn *m = NULL;
+
+	pthread_mutex_lock(&profile_lock);
+	if (!mem_insns || mem_insns->used == MEM_INSN_SLAB) {
+		struct mem_insn_slab *slab = calloc(1, sizeof(*slab));
+
+		if (slab) {
+			slab->next = mem_insns;
+			mem_insns = slab;
+		}
+	}
+	if (mem_insns && mem_insns->used < MEM_INSN_SLAB) {
+		m = &mem_insns->entries[mem_insns->used++];
+		m->vaddr = vaddr;
+	}
+	pthread_mutex_unlock(&profile_lock);
+	return m;
+}
+
+/* Applies an access of VCPU to line LINE to the model; returns true for a transfer. */
+static bool line_access(unsigned int vcpu, uint64_t line, bool store)
+{
+	uint16_t *p = &line_state[line];
+	uint16_t mine = 1u << vcpu, old = __atomic_load_n(p, __ATOMIC_RELAXED), new;
+	unsigned int writer;
+	bool transfer;
+
+	do {
+		writer = old >> 8;
+		if (store) {
+			/* Another vCPU holds a copy, which this store takes from it. */
+			transfer = (old & 0xff & ~mine) != 0;
+			new = mine | (vcpu + 1) << 8;
+		} else {
+			if (old & mine)
+				return false;
+			/* Not held since another vCPU wrote it (or never held). */
+			transfer = writer != 0 && writer != vcpu + 1;
+			new = old | mine;
+		}
+		if (new == old)
+			return false;
+	} while (!__atomic_compare_exchange_n(p, &old, new, true, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	return transfer;
+}
+
+static void mem_access(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t vaddr,
+		       void *udata)
+{
+	struct qemu_plugin_hwaddr *hw = qemu_plugin_get_hwaddr(info, vaddr);
+	struct mem_insn *m = udata;
+	struct vcpu_counts *c = &counts[vcpu];
+	uint64_t phys, first, last, line;
+	unsigned int size;
+	bool store;
+
+	if (!hw || qemu_plugin_hwaddr_is_io(hw))
+		return;
+	phys = qemu_plugin_hwaddr_phys_addr(hw);
+	size = 1u << qemu_plugin_mem_size_shift(info);
+	store = qemu_plugin_mem_is_store(info);
+	first = phys >> LINE_SHIFT;
+	last = (phys + size - 1) >> LINE_SHIFT;
+	if (last >= LINE_SPAN >> LINE_SHIFT)
+		return;
+	for (line = first; line <= last; line++) {
+		if (!line_access(vcpu, line, store))
+			continue;
+		__atomic_store_n(&c->transfers, c->transfers + 1, __ATOMIC_RELAXED);
+		if ((m->vaddr & VA_MASK) - range_start < range_len)
+			__atomic_store_n(&c->transfers_in_range, c->transfers_in_range + 1,
+					 __ATOMIC_RELAXED);
+		__atomic_fetch_add(&m->transfers, 1, __ATOMIC_RELAXED);
+	}
+}
+
 static void block_exec(unsigned int vcpu, void *udata)
 {
 	uint64_t packed = (uintptr_t)udata;
@@ -153,6 +300,13 @@ static void block_exec(unsigned int vcpu, void *udata)
 	__atomic_store_n(&c->total, c->total + n, __ATOMIC_RELAXED);
 	if ((packed & VA_MASK) - range_start < range_len)
 		__atomic_store_n(&c->in_range, c->in_range + n, __ATOMIC_RELAXED);
+	if (yield_every) {
+		c->since_yield += n;
+		if (c->since_yield >= yield_every) {
+			c->since_yield = 0;
+			sched_yield();
+		}
+	}
 }
 
 static void marker_exec(unsigned int vcpu, void *udata)
@@ -189,6 +343,23 @@ static void marker_exec(unsigned int vcpu, void *udata)
 				__atomic_load_n(&counts[i].total, __ATOMIC_RELAXED),
 				__atomic_load_n(&counts[i].in_range, __ATOMIC_RELAXED));
 		fputc('\n', out);
+		if (lines) {
+			uint64_t t = 0, t_in = 0;
+
+			for (i = 0; i < n_vcpus; i++) {
+				t += __atomic_load_n(&counts[i].transfers, __ATOMIC_RELAXED);
+				t_in += __atomic_load_n(&counts[i].transfers_in_range,
+							__ATOMIC_RELAXED);
+			}
+			fprintf(out, "lines %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64, seq - 1,
+				value, t, t_in);
+			for (i = 0; i < n_vcpus; i++)
+				fprintf(out, " %" PRIu64 " %" PRIu64,
+					__atomic_load_n(&counts[i].transfers, __ATOMIC_RELAXED),
+					__atomic_load_n(&counts[i].transfers_in_range,
+							__ATOMIC_RELAXED));
+			fputc('\n', out);
+		}
 		fflush(out);
 		value = 0;
 	} else if (cmd == CMD_PROFILE_ZERO || cmd == CMD_PROFILE_DUMP) {
@@ -230,6 +401,14 @@ static void block_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 	for (i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 
+		if (lines) {
+			struct mem_insn *m = mem_insn(qemu_plugin_insn_vaddr(insn));
+
+			if (m)
+				qemu_plugin_register_vcpu_mem_cb(insn, mem_access,
+								 QEMU_PLUGIN_CB_NO_REGS,
+								 QEMU_PLUGIN_MEM_RW, m);
+		}
 		cmd = marker_command(insn);
 		if (cmd >= 0)
 			qemu_plugin_register_vcpu_insn_exec_cb(insn, marker_exec,
@@ -268,6 +447,10 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 			path = argv[i] + 4;
 		} else if (strncmp(argv[i], "profile=", 8) == 0) {
 			profile_path = argv[i] + 8;
+		} else if (strcmp(argv[i], "lines=1") == 0) {
+			lines = true;
+		} else if (strncmp(argv[i], "yield=", 6) == 0) {
+			yield_every = strtoull(argv[i] + 6, NULL, 0);
 		} else {
 			fprintf(stderr, "insn-meter: unknown argument '%s'\n", argv[i]);
 			return -1;
@@ -283,6 +466,20 @@ QEMU_PLUGIN_EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_
 		return -1;
 	}
 	n_vcpus = info->system.max_vcpus;
+	if (lines) {
+		if (n_vcpus > MAX_LINE_VCPUS) {
+			fprintf(stderr, "insn-meter: lines=1 models at most %d vCPUs\n",
+				MAX_LINE_VCPUS);
+			return -1;
+		}
+		line_state = mmap(NULL, (LINE_SPAN >> LINE_SHIFT) * sizeof(*line_state),
+				  PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+				  -1, 0);
+		if (line_state == MAP_FAILED) {
+			perror("insn-meter: the line table");
+			return -1;
+		}
+	}
 	out = fopen(path, "w");
 	if (!out) {
 		perror(path);

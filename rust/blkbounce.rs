@@ -39,11 +39,19 @@ struct BlkBounceModule {
     shared: Arc<config::Shared>,
     #[pin]
     configfs_subsystem: kernel::configfs::Subsystem<config::Config>,
+    /// Frees the recycled bounce pages of a CPU that goes offline. Dropped after the
+    /// devices: every device, with its pages, is gone by then.
+    cpu_dead: blk::percpu_pages::CpuDead,
+    /// The read copy-backs deferred to task context. Dropped last: its drop waits for
+    /// the work still running, module code after the last bio of the last device.
+    copy_batches: KBox<blk::copy_batch::CopyBatches>,
 }
 
 impl kernel::InPlaceModule for BlkBounceModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
+            copy_batches: blk::copy_batch::CopyBatches::register()?,
+            cpu_dead: blk::percpu_pages::CpuDead::register()?,
             shared: Arc::new(config::Shared::new(), GFP_KERNEL)?,
             configfs_subsystem <- config::subsystem(shared.clone()),
         })

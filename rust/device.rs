@@ -78,7 +78,7 @@ impl BounceDevice {
             trace: Atomic::new(trace),
             trace_limit: RateLimit::new(),
             reserve_lock <- new_mutex!(()),
-            stats: Stats::new(),
+            stats: Stats::new()?,
             max_chunk_order,
         });
         // `auto` and `always` declare stable writes, so that the page cache keeps pages
@@ -91,8 +91,9 @@ impl BounceDevice {
             max_io_bytes: bouncing.then_some(chunking::MAX_BOUNCE_BYTES),
             clone_reserve: BIO_RESERVE,
             // `mode=optimistic`: where zero-copy reads that failed with a protection error
-            // are bounced, in process context. Apart from the copy queue, since a retry may
-            // wait for room under the cap, which copy-backs give back.
+            // are bounced, in process context. Apart from the block layer's completion
+            // work, since a retry may wait for room under the cap, which copy-backs give
+            // back.
             retry_queue: (mode == Mode::Optimistic).then_some(c"blkbounce_retry"),
             bounce: BounceOptions {
                 bio_reserve: if bouncing { BIO_RESERVE } else { 1 },
@@ -100,7 +101,6 @@ impl BounceDevice {
                 page_reserve: if bouncing { PAGE_RESERVE } else { 0 },
                 cap: max_bounce_bytes.max(u64::from(chunking::MAX_BOUNCE_BYTES)),
                 recycle: bouncing,
-                copy_queue: Some(c"blkbounce_copy"),
             },
             ..DiskOptions::default()
         };
@@ -206,12 +206,7 @@ impl BounceDevice {
         let is_write = buffer.upper().op() == BioOp::Write;
         match buffer.submit() {
             Ok(()) => {
-                self.stats.bounced_for(reason);
-                if is_write {
-                    self.stats.bounced_write(size);
-                } else {
-                    self.stats.bounced_read(size);
-                }
+                self.stats.bounced(reason, is_write, size);
                 true
             }
             // Nothing went down: a `REQ_NOWAIT` bio whose pieces could not all be had at
@@ -244,6 +239,7 @@ impl BounceDevice {
         let size = bio.size();
         let mut buffer = BounceBuffer::new(bio, room, chunking::max_chunks(size), gfp)?;
         let mut max_order = self.max_chunk_order;
+        let mut fresh = false;
         while buffer.size() < size {
             let left = size - buffer.size();
             let order = chunking::chunk_order(left, max_order);
@@ -253,12 +249,17 @@ impl BounceDevice {
             if chunk.came_from_pool() {
                 self.stats.reserve_page();
             }
+            fresh |= !chunk.was_recycled();
             // Once an order is not to be had, do not ask for it again for this bio.
             max_order = chunk.order();
             let len = left.min(chunk.size() as u32);
             if buffer.push(chunk, len).is_err() {
                 return Err(buffer.abandon());
             }
+        }
+        // Off the path of bounces that recycled pages serve: the peak of the pages held.
+        if fresh {
+            pages.sample_peak();
         }
         Ok(buffer)
     }
@@ -273,7 +274,7 @@ impl BounceDevice {
     }
 
     /// Copies a read's data back to the upper bio, in process context, and ends it. Never
-    /// sleeps. A copy-back that went through the copy queue counts its time there.
+    /// sleeps. A copy-back deferred to task context counts its time there.
     fn copy_back(done: BounceDone<Self>, deferred: bool) {
         done.copy_to_upper();
         let stats = &done.driver().stats;
@@ -361,8 +362,8 @@ impl BounceTarget for BounceDevice {
             done.finish(status);
         } else if done.upper().op() == BioOp::Read {
             if done.may_copy_here() {
-                // Process context already (kintegrityd after PI verification, or a device
-                // that completes in the submitter's context): no hop.
+                // Task context already, preemptible (kintegrityd after PI verification, or
+                // a device that completes in the submitter's context): no hop.
                 Self::copy_back(done, false);
             } else {
                 done.defer();

@@ -6,6 +6,7 @@
 
 #include <linux/blk-integrity.h>
 #include <linux/blkdev.h>
+#include <linux/cpuhotplug.h>
 #include <linux/highmem.h>
 #include <linux/huge_mm.h>
 #include <linux/mempool.h>
@@ -13,6 +14,7 @@
 #include <linux/module.h>
 #include <linux/pagemap.h>
 #include <linux/percpu.h>
+#include <linux/percpu-refcount.h>
 #include <linux/rcupdate.h>
 #include <linux/shrinker.h>
 #include <linux/spinlock.h>
@@ -112,11 +114,11 @@ void blkbounce_memcpy_from_page(char *to, struct page *page, size_t offset, size
 void blkbounce_memcpy_to_page(struct page *page, size_t offset, const char *from, size_t len);
 unsigned long blkbounce_lowmem_pages(void);
 bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head);
-bool blkbounce_may_copy_here(void);
+bool blkbounce_bio_in_atomic(void);
 
-bool blkbounce_may_copy_here(void)
+bool blkbounce_bio_in_atomic(void)
 {
-	return !in_interrupt() && !irqs_disabled();
+	return bio_in_atomic();
 }
 
 void *blkbounce_page_address(struct page *page)
@@ -145,9 +147,34 @@ bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head)
 	return wq_has_sleeper(wq_head);
 }
 
+/* The CPU-hotplug state that frees a dead CPU's recycled pages (rust/blk/percpu_pages.rs). */
+int blkbounce_cpuhp_setup_dead(const char *name,
+			       int (*dead)(unsigned int cpu, struct hlist_node *node));
+
+int blkbounce_cpuhp_setup_dead(const char *name,
+			       int (*dead)(unsigned int cpu, struct hlist_node *node))
+{
+	return cpuhp_setup_state_multi(CPUHP_BP_PREPARE_DYN, name, NULL, dead);
+}
+
+/* The count of a disk's bios in flight (rust/blk/drain.rs). */
+void blkbounce_percpu_ref_get(struct percpu_ref *ref);
+void blkbounce_percpu_ref_put(struct percpu_ref *ref);
+
+void blkbounce_percpu_ref_get(struct percpu_ref *ref)
+{
+	percpu_ref_get(ref);
+}
+
+void blkbounce_percpu_ref_put(struct percpu_ref *ref)
+{
+	percpu_ref_put(ref);
+}
+
 /* The per-CPU stacks of free bounce pages (rust/blk/percpu_pages.rs). */
 void __percpu *blkbounce_alloc_percpu(size_t size, size_t align);
 void *blkbounce_raw_cpu_ptr(void __percpu *ptr);
+void *blkbounce_lock_this_cpu(void __percpu *ptr, unsigned long *flags);
 void *blkbounce_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
 unsigned int blkbounce_next_possible_cpu(int cpu);
 unsigned int blkbounce_nr_cpu_ids(void);
@@ -166,6 +193,21 @@ void __percpu *blkbounce_alloc_percpu(size_t size, size_t align)
 void *blkbounce_raw_cpu_ptr(void __percpu *ptr)
 {
 	return raw_cpu_ptr(ptr);
+}
+
+/*
+ * Disables interrupts, then locks the spinlock at the start of the local CPU's instance
+ * of @ptr and returns that instance: the CPU cannot go offline, nor the task move, in
+ * between.
+ */
+void *blkbounce_lock_this_cpu(void __percpu *ptr, unsigned long *flags)
+{
+	void *p;
+
+	local_irq_save(*flags);
+	p = this_cpu_ptr(ptr);
+	spin_lock((spinlock_t *)p);
+	return p;
 }
 
 void *blkbounce_per_cpu_ptr(void __percpu *ptr, unsigned int cpu)
@@ -228,117 +270,59 @@ unsigned int blkbounce_page_order(struct page *page)
 	return compound_order(page);
 }
 
-/*
- * The folio tests of the bounce policy (rust/policy.rs), one per function. Each only
- * reads the folio, which the bio holds a reference to; the decision is made in Rust.
- */
-struct folio *blkbounce_page_folio(struct page *page);
-bool blkbounce_folio_is_zero(struct folio *folio);
-bool blkbounce_folio_maybe_dma_pinned(struct folio *folio);
-bool blkbounce_folio_is_slab(struct folio *folio);
-bool blkbounce_folio_anon(struct folio *folio);
-bool blkbounce_folio_swapbacked(struct folio *folio);
-bool blkbounce_folio_swapcache(struct folio *folio);
-bool blkbounce_folio_writeback(struct folio *folio);
-bool blkbounce_folio_locked(struct folio *folio);
-bool blkbounce_folio_uptodate(struct folio *folio);
-bool blkbounce_folio_mapped(struct folio *folio);
-bool blkbounce_folio_foreign(struct folio *folio);
-bool blkbounce_folio_stable_writes(struct folio *folio);
-bool blkbounce_folio_bdev_cache(struct folio *folio);
-
-struct folio *blkbounce_page_folio(struct page *page)
-{
-	return page_folio(page);
-}
-
-bool blkbounce_folio_is_zero(struct folio *folio)
-{
-	return is_zero_folio(folio) || is_huge_zero_folio(folio);
-}
-
-bool blkbounce_folio_maybe_dma_pinned(struct folio *folio)
-{
-	return folio_maybe_dma_pinned(folio);
-}
-
-bool blkbounce_folio_is_slab(struct folio *folio)
-{
-	return folio_test_slab(folio);
-}
-
-bool blkbounce_folio_anon(struct folio *folio)
-{
-	return folio_test_anon(folio);
-}
-
-bool blkbounce_folio_swapbacked(struct folio *folio)
-{
-	return folio_test_swapbacked(folio);
-}
-
-bool blkbounce_folio_swapcache(struct folio *folio)
-{
-	return folio_test_swapcache(folio);
-}
-
-bool blkbounce_folio_writeback(struct folio *folio)
-{
-	return folio_test_writeback(folio);
-}
-
-bool blkbounce_folio_locked(struct folio *folio)
-{
-	return folio_test_locked(folio);
-}
-
-bool blkbounce_folio_uptodate(struct folio *folio)
-{
-	return folio_test_uptodate(folio);
-}
-
-bool blkbounce_folio_mapped(struct folio *folio)
-{
-	return folio_mapped(folio);
-}
+u32 blkbounce_folio_flags(struct page *page, struct folio **last);
 
 /*
- * Another Xen domain's page, grant-mapped here (xen-blkback, xen-scsiback); the guest may
- * write it. Only Xen's grant table sets the flag, so other kernels need not read a bit
- * that filesystems also use (PG_checked).
+ * Everything the bounce policy (rust/policy.rs) may ask of the folio of @page, in one
+ * call, as the bits that rust/blk/folio.rs reads; or bit 31 alone if the folio is *@last,
+ * the folio of the page before. It only reads the folio, which the bio holds a reference
+ * to; the decision is made in Rust. A slab folio overlays ->mapping, which is read only
+ * through folio_mapping(): NULL for slab folios. Without the folio lock, truncation may take the folio out of its mapping at any
+ * time; inodes, and the address_space in them, are freed after an RCU grace period (as in
+ * folio_evictable()). The swap cache's address_space has no host. Only Xen's grant table
+ * sets PG_foreign, so other kernels need not read a bit that filesystems also use
+ * (PG_checked).
  */
-bool blkbounce_folio_foreign(struct folio *folio)
+u32 blkbounce_folio_flags(struct page *page, struct folio **last)
 {
-	return IS_ENABLED(CONFIG_XEN) && folio_test_foreign(folio);
-}
-
-/*
- * Without the folio lock, truncation may take the folio out of its mapping at any time;
- * inodes, and the address_space in them, are freed after an RCU grace period (as in
- * folio_evictable()).
- */
-bool blkbounce_folio_stable_writes(struct folio *folio)
-{
+	struct folio *folio = page_folio(page);
 	struct address_space *mapping;
-	bool stable;
+	u32 flags = 0;
 
+	if (folio == *last)
+		return BIT(31);
+	*last = folio;
+	if (is_zero_folio(folio) || is_huge_zero_folio(folio))
+		flags |= BIT(0);
+	if (folio_maybe_dma_pinned(folio))
+		flags |= BIT(1);
+	if (folio_test_slab(folio))
+		flags |= BIT(2);
+	if (folio_test_anon(folio))
+		flags |= BIT(3);
+	if (folio_test_swapbacked(folio))
+		flags |= BIT(4);
+	if (folio_test_swapcache(folio))
+		flags |= BIT(5);
+	if (folio_test_writeback(folio))
+		flags |= BIT(7);
+	if (folio_test_locked(folio))
+		flags |= BIT(8);
+	if (folio_test_uptodate(folio))
+		flags |= BIT(9);
+	if (folio_mapped(folio))
+		flags |= BIT(10);
+	if (IS_ENABLED(CONFIG_XEN) && folio_test_foreign(folio))
+		flags |= BIT(11);
 	rcu_read_lock();
 	mapping = folio_mapping(folio);
-	stable = mapping && mapping_stable_writes(mapping);
+	if (mapping) {
+		flags |= BIT(6);
+		if (mapping->host && S_ISBLK(mapping->host->i_mode))
+			flags |= BIT(12);
+		if (mapping_stable_writes(mapping))
+			flags |= BIT(13);
+	}
 	rcu_read_unlock();
-	return stable;
-}
-
-/* In the page cache of a block device: buffer heads of filesystem metadata, buffered I/O. */
-bool blkbounce_folio_bdev_cache(struct folio *folio)
-{
-	struct address_space *mapping;
-	bool bdev;
-
-	rcu_read_lock();
-	mapping = folio_mapping(folio);
-	/* The swap cache's address_space has no host. */
-	bdev = mapping && mapping->host && S_ISBLK(mapping->host->i_mode);
-	rcu_read_unlock();
-	return bdev;
+	return flags;
 }

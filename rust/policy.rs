@@ -178,8 +178,9 @@ pub(crate) fn retried(mode: Mode, io: Io, protection_error: bool) -> bool {
 /// `None` if it cannot.
 fn unstable(io: Io, folio: &impl FolioState) -> Option<Reason> {
     let op = io.op;
-    // The order matters beyond the table: slab memory overlays `folio->mapping`, so no
-    // test that reads it may come before `is_slab`.
+    // The answers come together from one helper (`blkbounce_folio_flags`), which reads a
+    // slab folio's overlaid `mapping` only through `folio_mapping()`, which returns NULL for
+    // slab folios; the order of the tests here is the table's.
     if folio.is_zero() {
         return None;
     }

@@ -3,69 +3,61 @@
 //! Per-device counters, shown by the `stats` attribute as one `key value` per line.
 
 use crate::{
-    blk::{bio::BioOp, cap::CapFigures, peak::raise_max},
+    blk::{bio::BioOp, cap::CapFigures, peak::raise_max, percpu::PerCpuCounters},
     policy::Reason,
 };
-use kernel::{
-    fmt,
-    prelude::*,
-    sync::atomic::{Atomic, Relaxed},
-};
+use kernel::{fmt, prelude::*, sync::atomic::Relaxed};
 
-/// Counters of one enabled device. Updated with relaxed atomics: each is exact, but a
-/// reader may see them a few bios apart.
+/// The counters, by their index in each CPU's array; [`Reason::ALL`] follow them.
+#[derive(Clone, Copy)]
+enum Counter {
+    BouncedReadBios,
+    BouncedReadBytes,
+    BouncedWriteBios,
+    BouncedWriteBytes,
+    PassthroughBios,
+    PassthroughBytes,
+    DiscardBios,
+    DiscardBytes,
+    WriteZeroesBios,
+    WriteZeroesBytes,
+    ReservePages,
+    ReserveFallbacks,
+    NowaitAgain,
+    CapAgain,
+    Errors,
+    RetriesRead,
+    RetriesFailed,
+    CopybackCount,
+    CopybackDeferred,
+    CopybackTotalNs,
+    /// The largest copy-back time seen on the CPU: a maximum, not a sum.
+    CopybackMaxNs,
+    /// The first of the bounce reasons.
+    Reasons,
+}
+
+/// How many counters each CPU keeps.
+const COUNTERS: usize = Counter::Reasons as usize + Reason::ALL.len();
+
+/// Counters of one enabled device, kept per CPU ([`PerCpuCounters`]) and summed when they
+/// are read: each is exact, but a reader may see them a few bios apart.
 pub(crate) struct Stats {
-    bounced_read_bios: Atomic<u64>,
-    bounced_read_bytes: Atomic<u64>,
-    bounced_write_bios: Atomic<u64>,
-    bounced_write_bytes: Atomic<u64>,
-    bounce_reasons: [Atomic<u64>; Reason::ALL.len()],
-    passthrough_bios: Atomic<u64>,
-    passthrough_bytes: Atomic<u64>,
-    discard_bios: Atomic<u64>,
-    discard_bytes: Atomic<u64>,
-    write_zeroes_bios: Atomic<u64>,
-    write_zeroes_bytes: Atomic<u64>,
-    reserve_pages: Atomic<u64>,
-    reserve_fallbacks: Atomic<u64>,
-    nowait_again: Atomic<u64>,
-    cap_again: Atomic<u64>,
-    errors: Atomic<u64>,
-    retries_read: Atomic<u64>,
-    retries_failed: Atomic<u64>,
-    copyback_count: Atomic<u64>,
-    copyback_deferred: Atomic<u64>,
-    copyback_total_ns: Atomic<u64>,
-    copyback_max_ns: Atomic<u64>,
+    counters: PerCpuCounters<COUNTERS>,
 }
 
 impl Stats {
     /// Creates counters at zero.
-    pub(crate) fn new() -> Self {
-        Self {
-            bounced_read_bios: Atomic::new(0),
-            bounced_read_bytes: Atomic::new(0),
-            bounced_write_bios: Atomic::new(0),
-            bounced_write_bytes: Atomic::new(0),
-            bounce_reasons: [const { Atomic::new(0) }; Reason::ALL.len()],
-            passthrough_bios: Atomic::new(0),
-            passthrough_bytes: Atomic::new(0),
-            discard_bios: Atomic::new(0),
-            discard_bytes: Atomic::new(0),
-            write_zeroes_bios: Atomic::new(0),
-            write_zeroes_bytes: Atomic::new(0),
-            reserve_pages: Atomic::new(0),
-            reserve_fallbacks: Atomic::new(0),
-            nowait_again: Atomic::new(0),
-            cap_again: Atomic::new(0),
-            errors: Atomic::new(0),
-            retries_read: Atomic::new(0),
-            retries_failed: Atomic::new(0),
-            copyback_count: Atomic::new(0),
-            copyback_deferred: Atomic::new(0),
-            copyback_total_ns: Atomic::new(0),
-            copyback_max_ns: Atomic::new(0),
-        }
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self {
+            counters: PerCpuCounters::new()?,
+        })
+    }
+
+    /// Adds `n` to counter `c` of the local CPU.
+    #[inline]
+    fn add(&self, c: Counter, n: u64) {
+        self.counters.local()[c as usize].add(n, Relaxed);
     }
 
     /// Counts a bio of operation `op` and size `bytes` passed through to the lower device
@@ -73,116 +65,125 @@ impl Stats {
     /// counted apart.
     pub(crate) fn passed_through(&self, op: BioOp, bytes: u32) {
         let (bios, total) = match op {
-            BioOp::Discard => (&self.discard_bios, &self.discard_bytes),
-            BioOp::WriteZeroes => (&self.write_zeroes_bios, &self.write_zeroes_bytes),
-            _ => (&self.passthrough_bios, &self.passthrough_bytes),
+            BioOp::Discard => (Counter::DiscardBios, Counter::DiscardBytes),
+            BioOp::WriteZeroes => (Counter::WriteZeroesBios, Counter::WriteZeroesBytes),
+            _ => (Counter::PassthroughBios, Counter::PassthroughBytes),
         };
-        bios.fetch_add(1, Relaxed);
-        total.fetch_add(u64::from(bytes), Relaxed);
+        let local = self.counters.local();
+        local[bios as usize].add(1, Relaxed);
+        local[total as usize].add(u64::from(bytes), Relaxed);
     }
 
-    /// Counts a read of `bytes` bounced.
-    pub(crate) fn bounced_read(&self, bytes: u32) {
-        self.bounced_read_bios.fetch_add(1, Relaxed);
-        self.bounced_read_bytes.fetch_add(u64::from(bytes), Relaxed);
-    }
-
-    /// Counts a write of `bytes` bounced.
-    pub(crate) fn bounced_write(&self, bytes: u32) {
-        self.bounced_write_bios.fetch_add(1, Relaxed);
-        self.bounced_write_bytes
-            .fetch_add(u64::from(bytes), Relaxed);
-    }
-
-    /// Counts a bio bounced for `reason`.
-    pub(crate) fn bounced_for(&self, reason: Reason) {
-        self.bounce_reasons[reason.index()].fetch_add(1, Relaxed);
+    /// Counts a bio of `bytes` bounced for `reason`, a write if `write`, else a read.
+    pub(crate) fn bounced(&self, reason: Reason, write: bool, bytes: u32) {
+        let (bios, total) = if write {
+            (Counter::BouncedWriteBios, Counter::BouncedWriteBytes)
+        } else {
+            (Counter::BouncedReadBios, Counter::BouncedReadBytes)
+        };
+        let local = self.counters.local();
+        local[Counter::Reasons as usize + reason.index()].add(1, Relaxed);
+        local[bios as usize].add(1, Relaxed);
+        local[total as usize].add(u64::from(bytes), Relaxed);
     }
 
     /// Counts a bounce page asked of the reserve pool because the page allocator had none
     /// at once.
     pub(crate) fn reserve_page(&self) {
-        self.reserve_pages.fetch_add(1, Relaxed);
+        self.add(Counter::ReservePages, 1);
     }
 
     /// Counts a bio whose bounce memory came from the reserve, one bio at a time, after the
     /// page allocator had none at once.
     pub(crate) fn reserve_fallback(&self) {
-        self.reserve_fallbacks.fetch_add(1, Relaxed);
+        self.add(Counter::ReserveFallbacks, 1);
     }
 
     /// Counts a `REQ_NOWAIT` bio ended with `BLK_STS_AGAIN`, by blkbounce for want of memory
     /// or room under the cap, or by the lower device.
     pub(crate) fn nowait_again(&self) {
-        self.nowait_again.fetch_add(1, Relaxed);
+        self.add(Counter::NowaitAgain, 1);
     }
 
     /// Counts a `REQ_NOWAIT` bio that found no room under the cap (it is also counted by
     /// [`Stats::nowait_again`]).
     pub(crate) fn cap_again(&self) {
-        self.cap_again.fetch_add(1, Relaxed);
+        self.add(Counter::CapAgain, 1);
     }
 
     /// Counts a bio that completed with an error of the lower device (not `BLK_STS_AGAIN`
     /// on a `REQ_NOWAIT` bio, which [`Stats::nowait_again`] counts).
     pub(crate) fn failed(&self) {
-        self.errors.fetch_add(1, Relaxed);
+        self.add(Counter::Errors, 1);
     }
 
     /// Counts a zero-copy read that failed with a protection error and is retried through
     /// bounce pages (`mode=optimistic`). It is not counted by [`Stats::failed`]: only the
     /// retry's status reaches the submitter.
     pub(crate) fn retried_read(&self) {
-        self.retries_read.fetch_add(1, Relaxed);
+        self.add(Counter::RetriesRead, 1);
     }
 
     /// Counts a retry that failed too: ended by blkbounce before it went down, or by the
     /// lower device (then also counted by [`Stats::failed`] or [`Stats::nowait_again`]).
     pub(crate) fn retry_failed(&self) {
-        self.retries_failed.fetch_add(1, Relaxed);
+        self.add(Counter::RetriesFailed, 1);
     }
 
     /// Counts a read copy-back done where the read completed.
     pub(crate) fn copied_back(&self) {
-        self.copyback_count.fetch_add(1, Relaxed);
+        self.add(Counter::CopybackCount, 1);
     }
 
-    /// Counts a read copy-back handed to the copy queue, because the completion ran in
-    /// interrupt context or with interrupts or bottom halves off, that ended `ns` after it
-    /// was handed over.
+    /// Counts a read copy-back handed to the block layer's completion in task context,
+    /// because the read completed in atomic context, that ended `ns` after it was handed
+    /// over.
     pub(crate) fn copied_back_deferred(&self, ns: u64) {
-        self.copyback_count.fetch_add(1, Relaxed);
-        self.copyback_deferred.fetch_add(1, Relaxed);
-        self.copyback_total_ns.fetch_add(ns, Relaxed);
-        raise_max(&self.copyback_max_ns, ns);
+        let local = self.counters.local();
+        local[Counter::CopybackCount as usize].add(1, Relaxed);
+        local[Counter::CopybackDeferred as usize].add(1, Relaxed);
+        local[Counter::CopybackTotalNs as usize].add(ns, Relaxed);
+        raise_max(&local[Counter::CopybackMaxNs as usize], ns);
+    }
+
+    /// Returns the sum of counter `c` over all CPUs.
+    fn sum(&self, c: Counter) -> u64 {
+        self.counters.sum(c as usize)
     }
 
     /// Reads all counters, with the figures of the device's cap on bounce memory.
     pub(crate) fn snapshot(&self, cap: CapFigures) -> StatsSnapshot {
         StatsSnapshot {
-            bounced_read_bios: self.bounced_read_bios.load(Relaxed),
-            bounced_read_bytes: self.bounced_read_bytes.load(Relaxed),
-            bounced_write_bios: self.bounced_write_bios.load(Relaxed),
-            bounced_write_bytes: self.bounced_write_bytes.load(Relaxed),
-            bounce_reasons: self.bounce_reasons.each_ref().map(|n| n.load(Relaxed)),
-            passthrough_bios: self.passthrough_bios.load(Relaxed),
-            passthrough_bytes: self.passthrough_bytes.load(Relaxed),
-            discard_bios: self.discard_bios.load(Relaxed),
-            discard_bytes: self.discard_bytes.load(Relaxed),
-            write_zeroes_bios: self.write_zeroes_bios.load(Relaxed),
-            write_zeroes_bytes: self.write_zeroes_bytes.load(Relaxed),
+            bounced_read_bios: self.sum(Counter::BouncedReadBios),
+            bounced_read_bytes: self.sum(Counter::BouncedReadBytes),
+            bounced_write_bios: self.sum(Counter::BouncedWriteBios),
+            bounced_write_bytes: self.sum(Counter::BouncedWriteBytes),
+            bounce_reasons: core::array::from_fn(|i| {
+                self.counters.sum(Counter::Reasons as usize + i)
+            }),
+            passthrough_bios: self.sum(Counter::PassthroughBios),
+            passthrough_bytes: self.sum(Counter::PassthroughBytes),
+            discard_bios: self.sum(Counter::DiscardBios),
+            discard_bytes: self.sum(Counter::DiscardBytes),
+            write_zeroes_bios: self.sum(Counter::WriteZeroesBios),
+            write_zeroes_bytes: self.sum(Counter::WriteZeroesBytes),
             cap,
-            reserve_pages: self.reserve_pages.load(Relaxed),
-            reserve_fallbacks: self.reserve_fallbacks.load(Relaxed),
-            nowait_again: self.nowait_again.load(Relaxed),
-            cap_again: self.cap_again.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            retries_read: self.retries_read.load(Relaxed),
-            retries_failed: self.retries_failed.load(Relaxed),
-            copyback_count: self.copyback_count.load(Relaxed),
-            copyback_deferred: self.copyback_deferred.load(Relaxed),
-            copyback_total_ns: self.copyback_total_ns.load(Relaxed),
-            copyback_max_ns: self.copyback_max_ns.load(Relaxed),
+            reserve_pages: self.sum(Counter::ReservePages),
+            reserve_fallbacks: self.sum(Counter::ReserveFallbacks),
+            nowait_again: self.sum(Counter::NowaitAgain),
+            cap_again: self.sum(Counter::CapAgain),
+            errors: self.sum(Counter::Errors),
+            retries_read: self.sum(Counter::RetriesRead),
+            retries_failed: self.sum(Counter::RetriesFailed),
+            copyback_count: self.sum(Counter::CopybackCount),
+            copyback_deferred: self.sum(Counter::CopybackDeferred),
+            copyback_total_ns: self.sum(Counter::CopybackTotalNs),
+            copyback_max_ns: self
+                .counters
+                .each()
+                .map(|c| c[Counter::CopybackMaxNs as usize].load(Relaxed))
+                .max()
+                .unwrap_or(0),
         }
     }
 }
@@ -226,7 +227,7 @@ pub(crate) struct StatsSnapshot {
     pub(crate) retries_read: u64,
     /// Retries that failed too.
     pub(crate) retries_failed: u64,
-    /// Read copy-backs; those handed to the copy queue, and their time from the hand-off
+    /// Read copy-backs; those deferred to task context, and their time from the hand-off
     /// to the upper completion.
     pub(crate) copyback_count: u64,
     pub(crate) copyback_deferred: u64,
@@ -274,14 +275,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts() {
-        let stats = Stats::new();
+    fn counts() -> Result {
+        let stats = Stats::new()?;
         stats.passed_through(BioOp::Write, 4096);
         stats.passed_through(BioOp::Other, 0);
         stats.passed_through(BioOp::Discard, 1 << 20);
         stats.passed_through(BioOp::WriteZeroes, 8192);
-        stats.bounced_read(8192);
-        stats.bounced_write(512);
+        stats.bounced(Reason::Pinned, false, 8192);
+        stats.bounced(Reason::Pinned, true, 512);
         stats.failed();
         stats.reserve_page();
         stats.retried_read();
@@ -297,22 +298,24 @@ mod tests {
         assert_eq!(s.errors, 1);
         assert_eq!((s.reserve_pages, s.reserve_fallbacks), (1, 0));
         assert_eq!((s.retries_read, s.retries_failed), (2, 1));
+        Ok(())
     }
 
     #[test]
-    fn counts_reasons() {
-        let stats = Stats::new();
-        stats.bounced_for(Reason::Pinned);
-        stats.bounced_for(Reason::PageCache);
-        stats.bounced_for(Reason::PageCache);
-        stats.bounced_for(Reason::OptimisticWrite);
+    fn counts_reasons() -> Result {
+        let stats = Stats::new()?;
+        stats.bounced(Reason::Pinned, false, 0);
+        stats.bounced(Reason::PageCache, true, 0);
+        stats.bounced(Reason::PageCache, true, 0);
+        stats.bounced(Reason::OptimisticWrite, true, 0);
         let s = stats.snapshot(CapFigures::default());
         assert_eq!(s.bounce_reasons, [0, 1, 0, 0, 2, 0, 0, 0, 0, 1]);
+        Ok(())
     }
 
     #[test]
-    fn copyback_latency() {
-        let stats = Stats::new();
+    fn copyback_latency() -> Result {
+        let stats = Stats::new()?;
         stats.copied_back_deferred(300);
         stats.copied_back_deferred(100);
         stats.copied_back();
@@ -327,5 +330,6 @@ mod tests {
             ),
             (4, 3, 600, 300)
         );
+        Ok(())
     }
 }

@@ -2,13 +2,13 @@
 
 //! The bounce path: a bio of the disk's own pages that stands in for an upper bio.
 //!
-//! A bounce bio carries its context (the upper bio, a work item for the copy-back, the
-//! time it was handed to the workqueue, the bytes of the disk's cap it holds, whether it
-//! retries a failed I/O) in the front pad of its bio set, and its memory as one bvec per
-//! [`Chunk`]. Writes are copied in before submission; reads are copied out after
-//! completion: at once when the completion runs in process context (a PI device's reads
-//! complete on the `kintegrityd` workqueue after verification), else on the disk's copy
-//! queue.
+//! A bounce bio carries its context (the upper bio, the time its copy-back was deferred,
+//! the bytes of the disk's cap it holds, whether it retries a failed I/O) in the front pad
+//! of its bio set, and its memory as one bvec per [`Chunk`]. Writes are copied in before
+//! submission; reads are copied out after completion: at once when the completion runs in
+//! task context that may be preempted (a PI device's reads complete on the `kintegrityd`
+//! workqueue after verification), else in its CPU's batch on the module's copy queue
+//! ([`CopyBatches`]).
 //!
 //! The upper bio's pages may be written by user space while they are copied: that is the
 //! workload. They are copied only by the kernel's `memcpy_from_page()` and
@@ -19,6 +19,7 @@ use super::{
     bio::{Bio, BioOp, REQ_ATOMIC, REQ_NOMERGE, REQ_POLLED},
     bioset::BioSet,
     cap::Reservation,
+    copy_batch::CopyBatches,
     disk::BioDriver,
     gfp::Gfp,
     helpers,
@@ -29,7 +30,6 @@ use super::{
     stacked::Stacked,
     status::BlkStatus,
     submitted_bio::SubmittedBio,
-    workqueue::{init_and_queue_raw, Workqueue},
 };
 use core::{
     ffi::c_int,
@@ -37,7 +37,7 @@ use core::{
     mem::{ManuallyDrop, MaybeUninit},
     ptr::NonNull,
 };
-use kernel::{bindings, prelude::*, static_lock_class};
+use kernel::{bindings, prelude::*};
 
 /// What a bounce bio carries in front of it.
 ///
@@ -45,10 +45,7 @@ use kernel::{bindings, prelude::*, static_lock_class};
 ///
 /// `upper` is initialised by [`BounceBuffer::submit`], with the other fields, and taken
 /// back once, by [`BounceDone::finish`], before the bounce bio is freed.
-#[repr(C)]
 pub(super) struct BounceCtx<T: BioDriver> {
-    /// First, so that the work function finds the context at the work item's address.
-    work: bindings::work_struct,
     /// From submission until the completion takes it back, once.
     upper: MaybeUninit<SubmittedBio<T>>,
     deferred_ns: i64,
@@ -62,12 +59,12 @@ pub(super) struct BounceCtx<T: BioDriver> {
 
 /// A driver that bounces bios through pages of the disk's own.
 pub(crate) trait BounceTarget: BioDriver {
-    /// Called, possibly in interrupt context ([`BounceDone::may_copy_here`] tells), when
-    /// the lower device has completed a bounce bio.
+    /// Called, possibly in atomic context ([`BounceDone::may_copy_here`] tells), when the
+    /// lower device has completed a bounce bio.
     fn bounce_done(done: BounceDone<Self>);
 
-    /// Called in process context on the disk's copy queue
-    /// ([`super::disk::BounceOptions::copy_queue`]) after [`BounceDone::defer`].
+    /// Called in task context, preemptible, after [`BounceDone::defer`]: by the work of
+    /// the module's copy queue that ends the bios deferred on a CPU in a batch.
     fn bounce_work(done: BounceDone<Self>);
 }
 
@@ -565,7 +562,7 @@ impl<T: BounceTarget> BounceDone<T> {
         unsafe { (*self.ctx()).retry }
     }
 
-    /// Returns the time since [`BounceDone::defer`] handed the bio to the copy queue, in
+    /// Returns the time since [`BounceDone::defer`] deferred the bio to task context, in
     /// nanoseconds. Only for a `BounceDone` that [`BounceTarget::bounce_work`] received.
     pub(crate) fn ns_since_defer(&self) -> u64 {
         // SAFETY: `defer` set `deferred_ns` before it queued the work that made `self`;
@@ -574,14 +571,15 @@ impl<T: BounceTarget> BounceDone<T> {
         (now - then).max(0) as u64
     }
 
-    /// Returns `true` if the completion runs in process context with interrupts and bottom
-    /// halves enabled, where the copy-back may run at once rather than on the copy queue:
-    /// not in a hard or soft interrupt, not in a forced-threaded interrupt handler (which
-    /// runs with bottom halves off), not under a lock taken with interrupts off. This is
-    /// dm-crypt's test for decrypting in place, with bottom halves added.
+    /// Returns `true` if the completion runs in task context and may be preempted, where
+    /// the copy-back may run at once rather than be deferred: not in a hard or soft
+    /// interrupt, not with preemption, bottom halves or interrupts off (a spinlock held),
+    /// not in an RCU read-side section. This is the block layer's own test
+    /// (`bio_in_atomic`), the one `bio_complete_in_task` defers on.
     pub(crate) fn may_copy_here(&self) -> bool {
-        // SAFETY: Reading the preemption count and the interrupt flag has no preconditions.
-        unsafe { helpers::blkbounce_may_copy_here() }
+        // SAFETY: Reading the preemption count, the RCU nesting and the interrupt flag has
+        // no preconditions.
+        !unsafe { helpers::blkbounce_bio_in_atomic() }
     }
 
     /// Copies the bounce memory into the upper bio's pages, for a read that succeeded; for
@@ -598,38 +596,26 @@ impl<T: BounceTarget> BounceDone<T> {
         kernel::warn_on!(!copied);
     }
 
-    /// Continues in [`BounceTarget::bounce_work`] on the disk's copy queue. A disk made
-    /// without one finishes the bio with `BLK_STS_IOERR` and a warning.
+    /// Continues in [`BounceTarget::bounce_work`], in task context: the bounce bio joins
+    /// its CPU's batch on the module's copy queue ([`CopyBatches`]), and one work item
+    /// ends every bio of the batch. A module without copy batches finishes the bio with
+    /// `BLK_STS_IOERR` and a warning.
     pub(crate) fn defer(self) {
-        // The work may run, finish the upper bio and let the disk free its state before
-        // `queue_raw` returns: take the queue's address now, and hold no reference into
-        // the disk's state across the call.
-        let Some(wq) = self
-            .upper_bio()
-            .stacked()
-            .copy_queue()
-            .map(Workqueue::as_raw)
-        else {
-            kernel::warn_on!(true);
-            return self.finish(BlkStatus::io_error());
-        };
         let this = ManuallyDrop::new(self);
-        let ctx = this.ctx();
-        // SAFETY: The context is owned with the bio; its work item is initialised here
-        // and queued once. `bounce_work_fn` takes ownership back. The queue is the disk's
-        // own and alive when the call starts (the upper bio is counted); `__queue_work`
-        // holds the RCU read lock throughout, which `destroy_workqueue` waits for before it
-        // frees the queue. The disk destroys it only after the drain, and that waits for
-        // the work still running, whose code is the module's.
-        unsafe {
+        let (bio, ctx) = (this.bio.as_ptr(), this.ctx());
+        // SAFETY: The bounce bio has completed and is owned here. Once added, the batch's
+        // work calls its end function, `bounce_end_io`, again, which sees `deferred_ns`
+        // set and takes ownership back; the upper bio keeps its disk, and so the module's
+        // batches, alive until then.
+        let added = unsafe {
             (*ctx).deferred_ns = bindings::ktime_get();
-            init_and_queue_raw(
-                wq,
-                &raw mut (*ctx).work,
-                bounce_work_fn::<T>,
-                c"blk_bounce_copy",
-                static_lock_class!(),
-            );
+            CopyBatches::add(bio)
+        };
+        if !added {
+            // SAFETY: Not added: still owned here.
+            unsafe { (*ctx).deferred_ns = 0 };
+            kernel::warn_on!(true);
+            ManuallyDrop::into_inner(this).finish(BlkStatus::io_error());
         }
     }
 
@@ -665,33 +651,25 @@ impl<T: BounceTarget> Drop for BounceDone<T> {
     }
 }
 
-/// Completion of a bounce bio.
+/// Completion of a bounce bio: first where the lower device completed it, then, if
+/// [`BounceDone::defer`] deferred it, in task context, from its batch's work.
 ///
 /// # Safety
 ///
-/// Called by the block layer once per bounce bio submitted by [`BounceBuffer::submit`].
+/// Called by the block layer once per bounce bio submitted by [`BounceBuffer::submit`],
+/// and by its batch's work once more after `defer`.
 unsafe extern "C" fn bounce_end_io<T: BounceTarget>(bio: *mut bindings::bio) {
     // INVARIANT: The bio completed; its context holds the upper bio and the reservation.
-    T::bounce_done(BounceDone {
+    let done = BounceDone {
         // SAFETY: The block layer passes a non-null bio.
         bio: unsafe { NonNull::new_unchecked(bio) },
         _driver: PhantomData,
-    });
-}
-
-/// The work function of [`BounceDone::defer`].
-///
-/// # Safety
-///
-/// `work` is the work item of a bounce bio context queued by `defer`.
-unsafe extern "C" fn bounce_work_fn<T: BounceTarget>(work: *mut bindings::work_struct) {
-    // SAFETY: `work` is the first field of a `BounceCtx<T>` (`repr(C)`), whose bio
-    // follows it.
-    let bio = unsafe { BioSet::bio_of(work.cast::<BounceCtx<T>>()) };
-    // INVARIANT: `defer` gave up ownership of this completed bounce bio.
-    T::bounce_work(BounceDone {
-        // SAFETY: A bio follows every context.
-        bio: unsafe { NonNull::new_unchecked(bio) },
-        _driver: PhantomData,
-    });
+    };
+    // SAFETY: The bio is a bounce bio with its context; `submit` cleared `deferred_ns`,
+    // and only `defer` sets it.
+    if unsafe { (*ctx_of::<T>(bio)).deferred_ns } != 0 {
+        T::bounce_work(done);
+    } else {
+        T::bounce_done(done);
+    }
 }

@@ -97,10 +97,6 @@ pub(crate) struct BounceOptions {
     pub(crate) cap: u64,
     /// Keep single pages of completed bios per CPU for the next ones.
     pub(crate) recycle: bool,
-    /// The name prefix of a queue of the disk's own for read copy-backs that cannot run
-    /// where the bounce bio completes (`prefix/<disk>`); `None` for a disk that bounces
-    /// no reads.
-    pub(crate) copy_queue: Option<&'static CStr>,
 }
 
 /// A registered bio-based disk.

@@ -2,35 +2,64 @@
 
 //! The drain: the count of a disk's bios in flight, which its removal waits for.
 
-use super::{disk::BioDriver, stacked::Stacked};
+use super::{disk::BioDriver, helpers, stacked::Stacked};
 use core::ptr::NonNull;
-use kernel::{
-    prelude::*,
-    sync::{
-        atomic::{Atomic, Full},
-        Completion,
-    },
-};
+use kernel::{bindings, prelude::*, sync::Completion, types::Opaque};
 
 /// Bios handed to the driver and not yet ended, holds ([`DiskHold`]), plus one while the
 /// disk accepts bios; completed when the count drops to zero.
 ///
+/// The count is a `percpu_ref`, as `q_usage_counter` is: each CPU counts on a line of its
+/// own until the disk goes away, and only then does the count become one atomic that can
+/// be seen to reach zero.
+///
 /// # Invariants
 ///
-/// `drained` is completed only once `inflight` has dropped to zero, which it does once.
-#[pin_data]
+/// - `count` was set up by `percpu_ref_init` with [`released`] and this drain as its
+///   owner, and is torn down by `percpu_ref_exit` on drop.
+/// - `drained` is completed only once the count has dropped to zero, which it does once.
+#[pin_data(PinnedDrop)]
 pub(super) struct Drain {
-    inflight: Atomic<usize>,
+    #[pin]
+    count: Opaque<bindings::percpu_ref>,
     #[pin]
     drained: Completion,
 }
 
+// SAFETY: A `percpu_ref` is used from any CPU.
+unsafe impl Send for Drain {}
+// SAFETY: See above.
+unsafe impl Sync for Drain {}
+
+/// Called by the `percpu_ref` once its count is zero.
+///
+/// # Safety
+///
+/// `count` is the count of a live [`Drain`].
+unsafe extern "C" fn released(count: *mut bindings::percpu_ref) {
+    // SAFETY: By the type invariant of `Drain` the count is its field `count`; the drain
+    // lives until its owner, waiting in `Drain::drain`, returns from the wait.
+    unsafe {
+        let drain = kernel::container_of!(Opaque::cast_from(count).cast_mut(), Drain, count);
+        // The owner frees the drain only after `complete_all` has released the
+        // completion's lock, which the waiter takes before it returns
+        // (Documentation/scheduler/completion.rst).
+        (*drain).drained.complete_all();
+    }
+}
+
 impl Drain {
     /// Creates the count, holding the disk's own.
-    pub(super) fn new() -> impl PinInit<Self> {
-        pin_init!(Self {
-            inflight: Atomic::new(1),
+    pub(super) fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
             drained <- Completion::new(),
+            count <- Opaque::try_ffi_init(|slot: *mut bindings::percpu_ref| {
+                // SAFETY: `slot` is valid for writes and pinned; `percpu_ref_init` sets it
+                // up with a count of one.
+                kernel::error::to_result(unsafe {
+                    bindings::percpu_ref_init(slot, Some(released), 0, bindings::GFP_KERNEL)
+                })
+            }),
         })
     }
 
@@ -43,7 +72,9 @@ impl Drain {
     /// drop cannot free this drain before the new count is given up.
     #[inline]
     pub(super) unsafe fn get(&self) {
-        self.inflight.fetch_add(1, Full);
+        // SAFETY: By the type invariant the count is initialised, and by the safety
+        // requirements it is not zero.
+        unsafe { helpers::blkbounce_percpu_ref_get(self.count.get()) };
     }
 
     /// Gives up one count.
@@ -56,17 +87,10 @@ impl Drain {
     /// `drain` must be valid, and the caller must own one count, which this call gives up.
     #[inline]
     pub(super) unsafe fn put(drain: *const Self) {
-        // SAFETY: `drain` is valid while the caller's count is held. The reference to the
-        // counter lasts only for the atomic operation that drops the count, as in the
-        // kernel's `Arc::drop`.
-        let last = unsafe { (*drain).inflight.fetch_sub(1, Full) } == 1;
-        if last {
-            // SAFETY: The count is zero, so only the disk's drop, waiting in `wait`, still
-            // uses `*drain`; it frees it only after `complete_all` has released the
-            // completion's lock, which the waiter takes before it returns
-            // (Documentation/scheduler/completion.rst).
-            unsafe { (*drain).drained.complete_all() };
-        }
+        // SAFETY: `drain` is valid while the caller's count is held. `percpu_ref_put`
+        // touches the count only before the call of [`released`] that lets the drain be
+        // freed, and not after it returns.
+        unsafe { helpers::blkbounce_percpu_ref_put(Opaque::cast_into(&raw const (*drain).count)) };
     }
 
     /// Gives up the disk's own count and waits until every other count is given up.
@@ -75,9 +99,20 @@ impl Drain {
     ///
     /// The caller must own the disk's own count, and call this once.
     pub(super) unsafe fn drain(&self) {
-        // SAFETY: The caller gives up its count; `self` outlives the call.
-        unsafe { Self::put(self) };
+        // SAFETY: The count is initialised; the caller gives up its own count, which
+        // `percpu_ref_kill_and_confirm` drops as it starts making the count one atomic
+        // (the switch holds a count of its own until it is done).
+        unsafe { bindings::percpu_ref_kill_and_confirm(self.count.get(), None) };
         self.drained.wait_for_completion();
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Drain {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant the count was initialised; nobody holds a count
+        // any more, or the disk was never registered.
+        unsafe { bindings::percpu_ref_exit(self.count.get()) };
     }
 }
 

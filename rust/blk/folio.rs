@@ -2,13 +2,12 @@
 
 //! The folios of a bio's data, seen through the folio tests the bounce policy asks.
 //!
-//! Each test is one C helper (`helpers.c`), since the kernel's folio tests are static
-//! inlines. The tests only read the folio; which answers make a page stable is decided in
-//! safe Rust (`policy.rs`), through the [`FolioState`] and [`FolioWalk`] traits, so that
-//! the decision table can be tested on made-up folios.
+//! One C helper (`helpers.c`) answers every test of a folio in one call, as bits, since
+//! the kernel's folio tests are static inlines. It only reads the folio; which answers
+//! make a page stable is decided in safe Rust (`policy.rs`), through the [`FolioState`]
+//! and [`FolioWalk`] traits, so that the decision table can be tested on made-up folios.
 
 use super::{bio::Bio, helpers};
-use kernel::{bindings, types::Opaque};
 
 /// What the bounce policy asks of a folio. Each answer holds at the moment it is asked;
 /// none of them is stable unless the folio's owner makes it so.
@@ -61,84 +60,78 @@ pub(crate) trait FolioWalk {
     fn find_folio<R>(&self, f: impl FnMut(&Self::Folio) -> Option<R>) -> Option<R>;
 }
 
-/// A folio that holds part of a bio's data.
-///
-/// # Invariants
-///
-/// The wrapped `struct folio` is valid for as long as the reference lives: it holds data
-/// of a bio in flight, whose submitter keeps its pages allocated until the bio ends.
-#[repr(transparent)]
-pub(crate) struct Folio(Opaque<bindings::folio>);
+/// The answers of one folio that holds part of a bio's data, as `blkbounce_folio_flags`
+/// gave them: one bit per test of [`FolioState`], in the order the trait lists them
+/// (`has_mapping` is bit 6). Each holds at the moment it was asked.
+pub(crate) struct FolioFlags(u32);
 
-impl Folio {
-    /// Returns a reference to the folio at `ptr`.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` must point to a folio that stays valid while the returned reference lives.
-    unsafe fn from_raw<'a>(ptr: *mut bindings::folio) -> &'a Self {
-        // SAFETY: `Folio` is a transparent wrapper of `bindings::folio`, and the caller
-        // guarantees validity for `'a`.
-        unsafe { &*ptr.cast::<Self>() }
-    }
+impl FolioFlags {
+    /// The folio is the one of the page before.
+    const SAME: u32 = 1 << 31;
 
-    /// Returns the raw folio.
-    fn as_raw(&self) -> *mut bindings::folio {
-        self.0.get()
+    /// Returns `true` if bit `n` is set.
+    fn bit(&self, n: u32) -> bool {
+        self.0 & (1 << n) != 0
     }
 }
 
-/// Implements `FolioState` tests as calls of the `helpers.c` wrappers they name.
-macro_rules! folio_tests {
-    ($($test:ident => $helper:ident,)*) => {
-        $(
-            fn $test(&self) -> bool {
-                // SAFETY: By the type invariant the folio is valid, and every
-                // `blkbounce_folio_*` test of `helpers.c` takes any valid folio and only
-                // reads it.
-                unsafe { helpers::$helper(self.as_raw()) }
-            }
-        )*
-    };
-}
-
-impl FolioState for Folio {
-    folio_tests! {
-        is_zero => blkbounce_folio_is_zero,
-        maybe_dma_pinned => blkbounce_folio_maybe_dma_pinned,
-        is_slab => blkbounce_folio_is_slab,
-        is_anon => blkbounce_folio_anon,
-        is_swapbacked => blkbounce_folio_swapbacked,
-        in_swap_cache => blkbounce_folio_swapcache,
-        under_writeback => blkbounce_folio_writeback,
-        is_locked => blkbounce_folio_locked,
-        is_uptodate => blkbounce_folio_uptodate,
-        is_mapped => blkbounce_folio_mapped,
-        is_foreign => blkbounce_folio_foreign,
-        in_bdev_cache => blkbounce_folio_bdev_cache,
-        has_stable_writes => blkbounce_folio_stable_writes,
+impl FolioState for FolioFlags {
+    fn is_zero(&self) -> bool {
+        self.bit(0)
     }
-
+    fn maybe_dma_pinned(&self) -> bool {
+        self.bit(1)
+    }
+    fn is_slab(&self) -> bool {
+        self.bit(2)
+    }
+    fn is_anon(&self) -> bool {
+        self.bit(3)
+    }
+    fn is_swapbacked(&self) -> bool {
+        self.bit(4)
+    }
+    fn in_swap_cache(&self) -> bool {
+        self.bit(5)
+    }
     fn has_mapping(&self) -> bool {
-        // SAFETY: By the type invariant the folio is valid; `folio_mapping` only reads the
-        // folio (not the mapping it returns).
-        !unsafe { bindings::folio_mapping(self.as_raw()) }.is_null()
+        self.bit(6)
+    }
+    fn under_writeback(&self) -> bool {
+        self.bit(7)
+    }
+    fn is_locked(&self) -> bool {
+        self.bit(8)
+    }
+    fn is_uptodate(&self) -> bool {
+        self.bit(9)
+    }
+    fn is_mapped(&self) -> bool {
+        self.bit(10)
+    }
+    fn is_foreign(&self) -> bool {
+        self.bit(11)
+    }
+    fn in_bdev_cache(&self) -> bool {
+        self.bit(12)
+    }
+    fn has_stable_writes(&self) -> bool {
+        self.bit(13)
     }
 }
 
 impl FolioWalk for Bio {
-    type Folio = Folio;
+    type Folio = FolioFlags;
 
-    fn find_folio<R>(&self, mut f: impl FnMut(&Folio) -> Option<R>) -> Option<R> {
+    fn find_folio<R>(&self, mut f: impl FnMut(&FolioFlags) -> Option<R>) -> Option<R> {
         let mut last = core::ptr::null_mut();
         let mut found = None;
         self.for_each_page(|page| {
-            // SAFETY: The page belongs to the bio, which keeps it alive.
-            let folio = unsafe { helpers::blkbounce_page_folio(page) };
-            if folio != last {
-                last = folio;
-                // SAFETY: The folio holds data of `self`, which is in flight while it lives.
-                found = f(unsafe { Folio::from_raw(folio) });
+            // SAFETY: The page belongs to the bio, which keeps it and its folio alive;
+            // `last` is a folio pointer the helper only compares and writes.
+            let flags = unsafe { helpers::blkbounce_folio_flags(page, &mut last) };
+            if flags & FolioFlags::SAME == 0 {
+                found = f(&FolioFlags(flags));
             }
             found.is_none()
         });

@@ -12,19 +12,20 @@
 //! through, [`bounce::BounceTarget`] to bounce them), all safe traits, and registers a
 //! [`disk::Disk`] over a [`lower::LowerDevice`]. The disk owns everything its bios use
 //! ([`stacked::Stacked`]: the lower device, the bio sets, the cap, the page reserve and
-//! the retry and copy queues),
+//! the retry queue),
 //! so the driver makes no promise about their lifetimes, and each bio set's context type
 //! is its layout. `samples/blklinear.rs` is the smallest driver on it.
 //!
 //! - `disk`: the registration; `submitted_bio`: a bio handed to the driver and its end;
 //!   `drain`: the count of bios in flight that removal waits for; `stacked`: the state
 //!   the disk shares with its bios.
-//! - `clone`: the pass-through path; `bounce`: the bounce path; `bioset`: bio sets whose
+//! - `clone`: the pass-through path; `bounce`: the bounce path; `copy_batch`: read
+//!   copy-backs deferred to task context, batched per CPU; `bioset`: bio sets whose
 //!   bios carry a context; `gfp`: how allocations wait; `poll`: polled I/O, an upper bio
 //!   linked to the lower bio that stands in for it; `segments`: the lower device's
 //!   segment limits, and bounce bios cut to them.
 //! - `cap`: the cap on bounce memory in flight; `page_reserve`: where bounce chunks come
-//!   from; `percpu_pages`: recycled pages per CPU.
+//!   from; `percpu_pages`: recycled pages per CPU; `percpu`: counters per CPU.
 
 #![allow(unsafe_code)]
 
@@ -34,6 +35,7 @@ pub(crate) mod bounce;
 pub(crate) mod cap;
 pub(crate) mod clone;
 pub(crate) mod configfs_pin;
+pub(crate) mod copy_batch;
 pub(crate) mod disk;
 pub(crate) mod drain;
 pub(crate) mod folio;
@@ -41,6 +43,7 @@ pub(crate) mod gfp;
 pub(crate) mod lower;
 pub(crate) mod page_reserve;
 pub(crate) mod peak;
+pub(crate) mod percpu;
 pub(crate) mod percpu_pages;
 pub(crate) mod poll;
 pub(crate) mod segment_walk;
@@ -99,7 +102,7 @@ mod helpers {
         );
         pub(super) fn blkbounce_lowmem_pages() -> kernel::ffi::c_ulong;
         pub(super) fn blkbounce_wq_has_sleeper(wq_head: *mut bindings::wait_queue_head) -> bool;
-        pub(super) fn blkbounce_may_copy_here() -> bool;
+        pub(super) fn blkbounce_bio_in_atomic() -> bool;
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
         pub(super) fn blkbounce_bdev_limits(
             bdev: *mut bindings::block_device,
@@ -109,8 +112,15 @@ mod helpers {
             bdev: *mut bindings::block_device,
         ) -> *mut kernel::ffi::c_void;
         pub(super) fn blkbounce_page_order(page: *mut bindings::page) -> u32;
+        pub(super) fn blkbounce_cpuhp_setup_dead(
+            name: *const kernel::ffi::c_char,
+            dead: unsafe extern "C" fn(kernel::ffi::c_uint, *mut bindings::hlist_node) -> i32,
+        ) -> i32;
+        pub(super) fn blkbounce_percpu_ref_get(count: *mut bindings::percpu_ref);
+        pub(super) fn blkbounce_percpu_ref_put(count: *mut bindings::percpu_ref);
         pub(super) fn blkbounce_alloc_percpu(size: usize, align: usize) -> *mut c_void;
         pub(super) fn blkbounce_raw_cpu_ptr(ptr: *mut c_void) -> *mut c_void;
+        pub(super) fn blkbounce_lock_this_cpu(ptr: *mut c_void, flags: *mut usize) -> *mut c_void;
         pub(super) fn blkbounce_per_cpu_ptr(ptr: *mut c_void, cpu: u32) -> *mut c_void;
         pub(super) fn blkbounce_next_possible_cpu(cpu: i32) -> u32;
         pub(super) fn blkbounce_nr_cpu_ids() -> u32;
@@ -125,19 +135,9 @@ mod helpers {
         ) -> *mut bindings::shrinker;
         pub(super) fn blkbounce_page_recyclable(page: *mut bindings::page) -> bool;
         pub(super) fn blkbounce_mempool_short(pool: *mut bindings::mempool_t) -> bool;
-        pub(super) fn blkbounce_page_folio(page: *mut bindings::page) -> *mut bindings::folio;
-        pub(super) fn blkbounce_folio_is_zero(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_maybe_dma_pinned(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_is_slab(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_anon(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_swapbacked(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_swapcache(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_writeback(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_locked(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_uptodate(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_mapped(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_foreign(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_stable_writes(folio: *mut bindings::folio) -> bool;
-        pub(super) fn blkbounce_folio_bdev_cache(folio: *mut bindings::folio) -> bool;
+        pub(super) fn blkbounce_folio_flags(
+            page: *mut bindings::page,
+            last: *mut *mut bindings::folio,
+        ) -> u32;
     }
 }

@@ -28,14 +28,20 @@ pub(crate) fn lowmem_bytes() -> u64 {
 ///
 /// - `pool` was set up by `mempool_init` with the page allocation functions and is torn
 ///   down by `mempool_exit` on drop.
-/// - `recycled` holds free pages only: they do not count in `pages_out`, and its shrinker
-///   gives them back under memory pressure.
+/// - `recycled` holds free pages only, and its shrinker gives them back under memory
+///   pressure.
+/// - `taken` counts the pages of chunks taken from the page allocator or the reserve and
+///   not given back to them by [`PageReserve::free_raw`]: pages held by bios, and pages
+///   kept in `recycled` (or freed from there, which `recycled` counts).
 #[pin_data(PinnedDrop)]
 pub(crate) struct PageReserve {
     #[pin]
     pool: Opaque<bindings::mempool_t>,
-    /// Pages of chunks handed out and not yet freed, and their peak.
-    pages_out: Atomic<u64>,
+    /// Pages taken from the page allocator or the reserve (see the invariants): written
+    /// only when a chunk does not come from, or go to, the recycled pages. The pages held
+    /// by bios are these less the recycled ones; their peak is sampled by
+    /// [`PageReserve::sample_peak`].
+    taken: Atomic<u64>,
     pages_peak: Atomic<u64>,
     /// Single pages of completed bios, kept for the next ones once the reserve is full;
     /// none for a disk that does not bounce.
@@ -57,6 +63,7 @@ pub(crate) struct Chunk<'a> {
     page: NonNull<bindings::page>,
     order: u32,
     from_pool: bool,
+    recycled: bool,
     pages: &'a PageReserve,
 }
 
@@ -65,7 +72,7 @@ impl PageReserve {
     /// are kept per CPU for the next ones (with a shrinker).
     pub(super) fn new(reserve: u32, recycle: bool) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            pages_out: Atomic::new(0),
+            taken: Atomic::new(0),
             pages_peak: Atomic::new(0),
             recycled: if recycle {
                 Some(PerCpuPages::new()?)
@@ -94,10 +101,28 @@ impl PageReserve {
     /// Returns the most bytes of chunks held at once, and the bytes of recycled pages.
     pub(super) fn figures(&self) -> (u64, u64) {
         let recycled = self.recycled.as_ref().map_or(0, PerCpuPages::count);
+        let peak = self.pages_peak.load(Relaxed).max(self.held());
         (
-            self.pages_peak.load(Relaxed) * PAGE_SIZE as u64,
+            peak.saturating_mul(PAGE_SIZE as u64),
             (recycled * PAGE_SIZE) as u64,
         )
+    }
+
+    /// Returns the pages held by bios now: exact for chunks that did not come from the
+    /// recycled pages, and a racy figure for those.
+    fn held(&self) -> u64 {
+        let (kept, freed) = self
+            .recycled
+            .as_ref()
+            .map_or((0, 0), |r| (r.count() as u64, r.freed()));
+        self.taken.load(Relaxed).saturating_sub(kept + freed)
+    }
+
+    /// Raises the peak of the pages held to the pages held now. It reads every CPU's
+    /// recycled pages, so it is for the slow path: a bio that took pages from the page
+    /// allocator or the reserve, not only recycled ones.
+    pub(crate) fn sample_peak(&self) {
+        raise_max(&self.pages_peak, self.held());
     }
 
     /// Allocates a chunk of `1 << order` pages.
@@ -112,6 +137,7 @@ impl PageReserve {
             Some(pages) if order == 0 => pages.pop(),
             _ => None,
         };
+        let recycled_page = recycled.is_some();
         let page = recycled.or_else(|| {
             // SAFETY: Allocating pages has no preconditions.
             NonNull::new(unsafe { bindings::alloc_pages_noprof(Gfp::HighOrder.as_raw(), order) })
@@ -125,8 +151,9 @@ impl PageReserve {
             }
             None => return None,
         };
-        let out = self.pages_out.fetch_add(1 << order, Relaxed) + (1 << order);
-        raise_max(&self.pages_peak, out);
+        if !recycled_page {
+            self.taken.fetch_add(1u64 << order, Relaxed);
+        }
         // INVARIANT: `page` is a new allocation of `order`, owned by the chunk. Order-0 pages
         // from the page allocator or the recycled ones are what the pool's own allocation
         // function returns, so they may go back through the pool too.
@@ -134,6 +161,7 @@ impl PageReserve {
             page,
             order,
             from_pool,
+            recycled: recycled_page,
             pages: self,
         })
     }
@@ -150,7 +178,6 @@ impl PageReserve {
         // SAFETY: By the safety requirements `page` heads one of our chunks; its order is
         // recorded in the compound page.
         let order = unsafe { helpers::blkbounce_page_order(page) };
-        self.pages_out.fetch_sub(1 << order, Relaxed);
         let mut element: *mut c_void = page.cast();
         // SAFETY: The chunk is ours and unused. A single page goes back to the pool if it
         // is short, as `mempool_free` would give it (`mempool_free_bulk` takes it and wakes
@@ -165,6 +192,7 @@ impl PageReserve {
                 && helpers::blkbounce_mempool_short(pool)
                 && bindings::mempool_free_bulk(pool, &mut element, 1) == 1
             {
+                self.taken.fetch_sub(1, Relaxed);
                 return;
             }
             let page = NonNull::new_unchecked(page);
@@ -176,6 +204,7 @@ impl PageReserve {
                 _ => Err(page),
             };
             if let Err(page) = freed {
+                self.taken.fetch_sub(1u64 << order, Relaxed);
                 bindings::__free_pages(page.as_ptr(), order);
             }
         }
@@ -207,6 +236,11 @@ impl Chunk<'_> {
     /// none at once.
     pub(crate) fn came_from_pool(&self) -> bool {
         self.from_pool
+    }
+
+    /// Returns `true` if the page is one a completed bio gave back on this CPU.
+    pub(crate) fn was_recycled(&self) -> bool {
+        self.recycled
     }
 
     /// Returns the chunk's size in bytes.

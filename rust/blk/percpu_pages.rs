@@ -5,17 +5,94 @@
 //!
 //! Each stack has a spinlock, taken with interrupts off (bounce bios complete in interrupt
 //! context too). Only its CPU takes it on the I/O path, so it is never contended there; a
-//! shrinker takes it from any CPU to give the pages back under memory pressure, including
-//! those of CPUs gone offline. The stacks are emptied when the device goes away.
+//! shrinker takes it from any CPU to give the pages back under memory pressure. When a CPU
+//! goes offline, a CPU-hotplug callback frees its pages, as `bio.c` frees a dead CPU's
+//! bio cache (`CPUHP_BIO_DEAD`). The stacks are emptied when the device goes away.
 
-use super::helpers;
+use super::{helpers, percpu::possible_cpus};
 use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
 use kernel::{
     bindings,
     page::PAGE_SIZE,
     prelude::*,
     sync::atomic::{Atomic, Relaxed},
+    types::Opaque,
 };
+
+/// The dynamic CPU-hotplug state whose teardown frees the pages of a dead CPU, or 0.
+static CPU_DEAD_STATE: Atomic<i32> = Atomic::new(0);
+
+/// The module's registration of the CPU-hotplug callback that frees the recycled pages of
+/// a CPU that went offline, for every [`PerCpuPages`]; unregistered on drop. A module that
+/// recycles pages makes one before its first disk, and drops it after its last.
+///
+/// # Invariants
+///
+/// `state` is the multi-instance state set up by [`CpuDead::register`], and is in
+/// `CPU_DEAD_STATE`.
+pub(crate) struct CpuDead {
+    state: i32,
+}
+
+impl CpuDead {
+    /// Sets up the CPU-hotplug state, in the prepare section: its teardown runs on a
+    /// control CPU once the CPU is dead.
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: The name is a static C string; `cpu_dead` has the signature of a
+        // multi-instance teardown callback.
+        let state = unsafe {
+            helpers::blkbounce_cpuhp_setup_dead(c"block/blkbounce:dead".as_char_ptr(), cpu_dead)
+        };
+        if state < 0 {
+            return Err(Error::from_errno(state));
+        }
+        if CPU_DEAD_STATE.cmpxchg(0, state, Relaxed).is_err() {
+            // SAFETY: The state was set up above and has no instances.
+            unsafe { bindings::__cpuhp_remove_state(state as bindings::cpuhp_state, false) };
+            return Err(EBUSY);
+        }
+        // INVARIANT: The state is set up and recorded.
+        Ok(Self { state })
+    }
+}
+
+impl Drop for CpuDead {
+    fn drop(&mut self) {
+        CPU_DEAD_STATE.store(0, Relaxed);
+        // SAFETY: By the type invariant the state is set up; every `PerCpuPages` removed its
+        // instance when it was dropped, before the module drops this.
+        unsafe { bindings::__cpuhp_remove_state(self.state as bindings::cpuhp_state, false) };
+    }
+}
+
+/// The instance of a [`PerCpuPages`] in the CPU-hotplug state.
+///
+/// # Invariants
+///
+/// While `node` is in the state `state`, `stacks` are the live stacks of a
+/// [`PerCpuPages`], which removes the instance before it frees them.
+#[repr(C)]
+struct HotplugInstance {
+    node: Opaque<bindings::hlist_node>,
+    stacks: NonNull<c_void>,
+    state: i32,
+}
+
+/// Frees the recycled pages of `cpu`, which is dead.
+///
+/// # Safety
+///
+/// Called by the CPU-hotplug core with the node of a registered [`HotplugInstance`].
+unsafe extern "C" fn cpu_dead(cpu: kernel::ffi::c_uint, node: *mut bindings::hlist_node) -> i32 {
+    // SAFETY: The node is the first field of a live `HotplugInstance` (`#[repr(C)]`), whose
+    // stacks live while it is registered; the instance is removed before they are freed.
+    unsafe {
+        let instance = node.cast::<HotplugInstance>();
+        let stacks = (*instance).stacks;
+        Locked::new(helpers::blkbounce_per_cpu_ptr(stacks.as_ptr(), cpu).cast()).free(usize::MAX);
+    }
+    0
+}
 
 /// How many pages each CPU keeps: 64 KiB, a queue depth of 16 bounced 4 KiB I/Os that
 /// complete on the CPU that submits them; at least one page.
@@ -31,6 +108,9 @@ struct Stack {
     lock: bindings::spinlock_t,
     /// Written under `lock`; read without it for the count.
     len: Atomic<usize>,
+    /// Pages freed from this stack by the shrinker or the CPU-hotplug callback, rather than
+    /// taken by a bio; written under `lock`.
+    freed: Atomic<u64>,
     pages: [*mut bindings::page; DEPTH],
 }
 
@@ -44,9 +124,12 @@ struct Stack {
 ///   and `len` are written only under the stack's lock.
 /// - `shrinker`, if any, is registered with `stacks` as its private data, and freed on
 ///   drop before the stacks.
+/// - `hotplug`, if any, is an instance of its state with `stacks`, removed on drop before
+///   the stacks are freed.
 pub(crate) struct PerCpuPages {
     stacks: NonNull<c_void>,
     shrinker: Option<NonNull<bindings::shrinker>>,
+    hotplug: Option<Pin<KBox<HotplugInstance>>>,
 }
 
 // SAFETY: The stacks are used from any CPU under their locks.
@@ -99,6 +182,21 @@ impl Locked<'_> {
         }
     }
 
+    /// Frees up to `max` of the stack's pages to the page allocator, counting them in its
+    /// `freed`; returns how many.
+    fn free(&mut self, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(page) = self.pop() else { break };
+            // SAFETY: The page was kept, so it is ours and unused.
+            unsafe { bindings::__free_pages(page.as_ptr(), 0) };
+            n += 1;
+        }
+        // SAFETY: The lock is held.
+        unsafe { (*self.stack).freed.fetch_add(n as u64, Relaxed) };
+        n
+    }
+
     /// Keeps `page`, or gives it back if the stack is full.
     ///
     /// # Safety
@@ -132,9 +230,34 @@ impl Drop for Locked<'_> {
 }
 
 impl PerCpuPages {
-    /// Allocates empty stacks for every possible CPU and registers their shrinker.
+    /// Allocates empty stacks for every possible CPU and registers their shrinker and
+    /// their CPU-hotplug callback, which needs a [`CpuDead`] registration.
     pub(crate) fn new() -> Result<Self> {
+        let state = CPU_DEAD_STATE.load(Relaxed);
+        if state <= 0 {
+            pr_warn!("blk: recycled pages need the module's CpuDead registration\n");
+            return Err(EINVAL);
+        }
         let mut pages = Self::without_shrinker()?;
+        let instance = KBox::pin(
+            HotplugInstance {
+                node: Opaque::uninit(),
+                stacks: pages.stacks,
+                state,
+            },
+            GFP_KERNEL,
+        )?;
+        // SAFETY: The node is pinned and not in any list; the stacks outlive the instance
+        // (`Drop` removes it first).
+        kernel::error::to_result(unsafe {
+            bindings::__cpuhp_state_add_instance(
+                state as bindings::cpuhp_state,
+                instance.node.get(),
+                false,
+            )
+        })?;
+        // INVARIANT: The instance is registered with the stacks.
+        pages.hotplug = Some(instance);
         // SAFETY: The name is a valid C string.
         let shrinker =
             unsafe { helpers::blkbounce_shrinker_alloc(c"blkbounce-pages".as_char_ptr()) };
@@ -174,16 +297,25 @@ impl PerCpuPages {
         Ok(Self {
             stacks,
             shrinker: None,
+            hotplug: None,
         })
     }
 
-    /// Locks the stack of the CPU the caller runs on (or ran on: the lock makes a
-    /// migration harmless).
+    /// Locks the stack of the CPU the caller runs on, with interrupts off from before the
+    /// CPU is chosen: the CPU cannot go offline (and its callback run) while the stack is
+    /// locked.
     fn local(&self) -> Locked<'_> {
-        // SAFETY: The stacks are a per-CPU allocation.
-        let stack = unsafe { helpers::blkbounce_raw_cpu_ptr(self.stacks.as_ptr()) };
-        // SAFETY: The stack is one of ours, and the guard does not outlive `self`.
-        unsafe { Locked::new(stack.cast()) }
+        let mut flags = 0;
+        // SAFETY: The stacks are a per-CPU allocation of `Stack`s, whose lock comes first
+        // (`repr(C)`) and is initialised.
+        let stack = unsafe { helpers::blkbounce_lock_this_cpu(self.stacks.as_ptr(), &mut flags) };
+        // INVARIANT: The stack is one of ours, locked with `flags`; the guard does not
+        // outlive `self`.
+        Locked {
+            stack: stack.cast(),
+            flags,
+            _pages: PhantomData,
+        }
     }
 
     /// Takes a page from the local CPU's stack; the caller owns it.
@@ -212,6 +344,21 @@ impl PerCpuPages {
     /// Returns the pages kept on all CPUs now; a racy sum, for statistics.
     pub(crate) fn count(&self) -> usize {
         count(self.stacks)
+    }
+
+    /// Returns the pages freed from the stacks by the shrinker or the CPU-hotplug callback
+    /// so far; a racy sum, for statistics.
+    pub(crate) fn freed(&self) -> u64 {
+        possible_cpus()
+            .map(|cpu| {
+                // SAFETY: The stacks are live and `cpu` a possible CPU; `freed` is atomic.
+                unsafe {
+                    let stack =
+                        helpers::blkbounce_per_cpu_ptr(self.stacks.as_ptr(), cpu).cast::<Stack>();
+                    (*stack).freed.load(Relaxed)
+                }
+            })
+            .sum()
     }
 }
 
@@ -244,12 +391,7 @@ unsafe fn drain(stacks: NonNull<c_void>, max: usize) -> usize {
         // SAFETY: `cpu` is a possible CPU; by the safety requirements its stack is live.
         let mut locked =
             unsafe { Locked::new(helpers::blkbounce_per_cpu_ptr(stacks.as_ptr(), cpu).cast()) };
-        while freed < max {
-            let Some(page) = locked.pop() else { break };
-            // SAFETY: The page was kept, so it is ours and unused.
-            unsafe { bindings::__free_pages(page.as_ptr(), 0) };
-            freed += 1;
-        }
+        freed += locked.free(max - freed);
     }
     freed
 }
@@ -290,6 +432,18 @@ unsafe extern "C" fn shrinker_scan(
 
 impl Drop for PerCpuPages {
     fn drop(&mut self) {
+        if let Some(instance) = &self.hotplug {
+            // SAFETY: By the type invariant the instance is registered. Removing it takes
+            // the CPU-hotplug read lock, which excludes a CPU going offline and so a
+            // running callback; none runs on it afterwards.
+            unsafe {
+                bindings::__cpuhp_state_remove_instance(
+                    instance.state as bindings::cpuhp_state,
+                    instance.node.get(),
+                    false,
+                )
+            };
+        }
         if let Some(shrinker) = self.shrinker {
             // SAFETY: By the type invariant the shrinker is registered; `shrinker_free`
             // waits for its callbacks to end.
@@ -300,16 +454,6 @@ impl Drop for PerCpuPages {
         // SAFETY: By the type invariant the stacks are a per-CPU allocation, freed once.
         unsafe { bindings::free_percpu(self.stacks.as_ptr()) };
     }
-}
-
-/// The possible CPUs, in order.
-fn possible_cpus() -> impl Iterator<Item = u32> {
-    // SAFETY: The possible CPUs are fixed at boot.
-    let next = |cpu: i32| unsafe { helpers::blkbounce_next_possible_cpu(cpu) };
-    // SAFETY: See above.
-    let end = unsafe { helpers::blkbounce_nr_cpu_ids() };
-    core::iter::successors(Some(next(-1)), move |&cpu| Some(next(cpu as i32)))
-        .take_while(move |&cpu| cpu < end)
 }
 
 #[cfg(not(blk_sample))]

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What a stacked disk shares with its bios: the driver data, the lower device, the bio
-//! sets, the bounce memory, the retry and copy queues and the drain.
+//! sets, the bounce memory, the retry queue and the drain.
 
 use super::{
     bioset::BioSet,
@@ -27,7 +27,7 @@ use kernel::{
 ///
 /// The disk owns everything its bios use, so none of it can go before them: its drop waits
 /// for the drain before it frees this state. Fields drop in order: the driver data first;
-/// then the queues, whose destruction waits for the work still running (module code,
+/// then the retry queue, whose destruction waits for the work still running (module code,
 /// after its last count of the drain); the lower device last, since bios kept in the bio
 /// sets' caches may still name it.
 ///
@@ -35,14 +35,13 @@ use kernel::{
 ///
 /// - This state is freed only once the drain is empty: no bio of `clones` or `bounces`
 ///   is outstanding, no chunk of `pages` and no byte of `cap` is held, and no work of
-///   the queues is pending.
+///   the retry queue is pending.
 /// - The chunks of bounce bios come from `pages`, their bytes from `cap`.
 #[pin_data]
 pub(crate) struct Stacked<T: BioDriver> {
     #[pin]
     driver: T,
     retry_queue: Option<Workqueue>,
-    copy_queue: Option<Workqueue>,
     #[pin]
     pub(super) drain: Drain,
     #[pin]
@@ -82,11 +81,9 @@ impl<T: BioDriver> Stacked<T> {
         let queue = |prefix: Option<&CStr>| prefix.map(|p| Workqueue::new(p, name)).transpose();
         let bounce = options.bounce;
         let retry_queue = queue(options.retry_queue)?;
-        let copy_queue = queue(bounce.copy_queue)?;
         Ok(try_pin_init!(Self {
             driver <- driver,
             retry_queue,
-            copy_queue,
             drain <- Drain::new(),
             clones <- BioSet::new(options.clone_reserve, cache(true)),
             bounces <- BioSet::new(
@@ -161,11 +158,6 @@ impl<T: BioDriver> Stacked<T> {
     /// Returns the queue of retries, if the disk has one.
     pub(super) fn retry_queue(&self) -> Option<&Workqueue> {
         self.retry_queue.as_ref()
-    }
-
-    /// Returns the queue of copy-backs, if the disk has one.
-    pub(super) fn copy_queue(&self) -> Option<&Workqueue> {
-        self.copy_queue.as_ref()
     }
 
     /// Returns the bio set of clones.

@@ -7,7 +7,16 @@
 //! insn-meter module NAME KO    the plugin also counts inside module NAME's .text
 //! insn-meter profile-zero      the plugin zeroes its per-block profile
 //! insn-meter profile-dump TAG  the plugin writes its per-block profile, tagged TAG
+//! insn-meter window TAG SECONDS STAT...
+//!                              zeroes the profile, samples TAG * 2, waits SECONDS,
+//!                              samples TAG * 2 + 1, writes the profile tagged TAG and
+//!                              prints how many I/Os the block devices of the STAT files
+//!                              (`/sys/block/DEV/stat`) completed in between
 //! ```
+//!
+//! `window` measures a load that runs already, in its steady state: what starts and ends
+//! the load (process creation, buffers, io_uring setup) stays outside the two samples,
+//! and so does this tool's own start; inside them it only sleeps.
 //!
 //! `module` takes the start of `.text` from `/sys/module/NAME/sections/.text` and its size
 //! from the section headers of the module file KO (the loaded `.ko`), and prints the range.
@@ -75,12 +84,47 @@ fn parse_tag(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("a tag is a number, not '{text}'"))
 }
 
+/// Returns the reads and writes completed by the devices of the `stat` files.
+fn completed_ios(stats: &[&str]) -> Result<u64, String> {
+    let mut total = 0;
+    for path in stats {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let fields: Vec<u64> = text
+            .split_whitespace()
+            .map(|f| {
+                f.parse()
+                    .map_err(|_| format!("{path}: not a number: '{f}'"))
+            })
+            .collect::<Result<_, _>>()?;
+        // Documentation/block/stat.rst: read I/Os first, write I/Os fifth.
+        if fields.len() < 5 {
+            return Err(format!("{path}: {} fields", fields.len()));
+        }
+        total += fields[0] + fields[4];
+    }
+    Ok(total)
+}
+
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["sample", tag] => meter::sample(parse_tag(tag)?),
         ["profile-zero"] => meter::profile_zero(),
         ["profile-dump", tag] => meter::profile_dump(parse_tag(tag)?),
+        ["window", tag, seconds, ref stats @ ..] if !stats.is_empty() => {
+            let tag = parse_tag(tag)?;
+            let seconds: f64 = seconds
+                .parse()
+                .map_err(|_| format!("seconds is a number, not '{seconds}'"))?;
+            let before = completed_ios(stats)?;
+            meter::profile_zero();
+            meter::sample(2 * tag);
+            std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+            meter::sample(2 * tag + 1);
+            meter::profile_dump(tag);
+            let after = completed_ios(stats)?;
+            println!("{}", after - before);
+        }
         ["module", name, ko] => {
             let (start, end) = module_text(name, ko)?;
             meter::set_range(start, end);
@@ -89,7 +133,7 @@ fn run() -> Result<(), String> {
         _ => {
             return Err(
                 "usage: insn-meter sample TAG | module NAME KO | profile-zero | \
-                 profile-dump TAG"
+                 profile-dump TAG | window TAG SECONDS STAT..."
                     .into(),
             )
         }
