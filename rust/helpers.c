@@ -114,11 +114,18 @@ void blkbounce_memcpy_from_page(char *to, struct page *page, size_t offset, size
 void blkbounce_memcpy_to_page(struct page *page, size_t offset, const char *from, size_t len);
 unsigned long blkbounce_lowmem_pages(void);
 bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head);
-bool blkbounce_bio_in_atomic(void);
+bool blkbounce_may_copy_here(void);
 
-bool blkbounce_bio_in_atomic(void)
+/*
+ * The block layer's test of a bio's completion context, bio_in_atomic(), without its
+ * clause for preemptible RCU read-side sections: that clause keeps out end_io functions
+ * that may sleep, and the copy-back never sleeps. Preemption, interrupts or bottom halves
+ * off, interrupt context, and RCU readers that disable preemption are refused; without
+ * CONFIG_PREEMPT_COUNT none of that can be seen, and everything is.
+ */
+bool blkbounce_may_copy_here(void)
 {
-	return bio_in_atomic();
+	return IS_ENABLED(CONFIG_PREEMPT_COUNT) && preemptible();
 }
 
 void *blkbounce_page_address(struct page *page)

@@ -571,15 +571,17 @@ impl<T: BounceTarget> BounceDone<T> {
         (now - then).max(0) as u64
     }
 
-    /// Returns `true` if the completion runs in task context and may be preempted, where
-    /// the copy-back may run at once rather than be deferred: not in a hard or soft
-    /// interrupt, not with preemption, bottom halves or interrupts off (a spinlock held),
-    /// not in an RCU read-side section. This is the block layer's own test
-    /// (`bio_in_atomic`), the one `bio_complete_in_task` defers on.
+    /// Returns `true` if the completion runs where it may be preempted, and the copy-back
+    /// may run at once rather than be deferred: not in a hard or soft interrupt, not with
+    /// preemption, bottom halves or interrupts off (a spinlock held, an RCU read-side
+    /// section of a kernel whose readers disable preemption). This is the block layer's
+    /// test (`bio_in_atomic`, which `bio_complete_in_task` defers on) less its clause for
+    /// preemptible RCU readers, which keeps out end functions that sleep: the copy-back
+    /// never sleeps. A kernel without `CONFIG_PREEMPT_COUNT` cannot tell, and defers all.
     pub(crate) fn may_copy_here(&self) -> bool {
-        // SAFETY: Reading the preemption count, the RCU nesting and the interrupt flag has
-        // no preconditions.
-        !unsafe { helpers::blkbounce_bio_in_atomic() }
+        // SAFETY: Reading the preemption count and the interrupt flag has no
+        // preconditions.
+        unsafe { helpers::blkbounce_may_copy_here() }
     }
 
     /// Copies the bounce memory into the upper bio's pages, for a read that succeeded; for

@@ -102,7 +102,7 @@ mod helpers {
         );
         pub(super) fn blkbounce_lowmem_pages() -> kernel::ffi::c_ulong;
         pub(super) fn blkbounce_wq_has_sleeper(wq_head: *mut bindings::wait_queue_head) -> bool;
-        pub(super) fn blkbounce_bio_in_atomic() -> bool;
+        pub(super) fn blkbounce_may_copy_here() -> bool;
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
         pub(super) fn blkbounce_bdev_limits(
             bdev: *mut bindings::block_device,
