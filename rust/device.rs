@@ -91,9 +91,8 @@ impl BounceDevice {
             max_io_bytes: bouncing.then_some(chunking::MAX_BOUNCE_BYTES),
             clone_reserve: BIO_RESERVE,
             // `mode=optimistic`: where zero-copy reads that failed with a protection error
-            // are bounced, in process context. Apart from the block layer's completion
-            // work, since a retry may wait for room under the cap, which copy-backs give
-            // back.
+            // are bounced, in process context. Apart from the module's copy queue, since a
+            // retry may wait for room under the cap, which copy-backs give back.
             retry_queue: (mode == Mode::Optimistic).then_some(c"blkbounce_retry"),
             bounce: BounceOptions {
                 bio_reserve: if bouncing { BIO_RESERVE } else { 1 },

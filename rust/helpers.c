@@ -115,6 +115,12 @@ void blkbounce_memcpy_to_page(struct page *page, size_t offset, const char *from
 unsigned long blkbounce_lowmem_pages(void);
 bool blkbounce_wq_has_sleeper(struct wait_queue_head *wq_head);
 bool blkbounce_may_copy_here(void);
+void blkbounce_cond_resched(void);
+
+void blkbounce_cond_resched(void)
+{
+	cond_resched();
+}
 
 /*
  * The block layer's test of a bio's completion context, bio_in_atomic(), without its
@@ -181,7 +187,6 @@ void blkbounce_percpu_ref_put(struct percpu_ref *ref)
 /* The per-CPU stacks of free bounce pages (rust/blk/percpu_pages.rs). */
 void __percpu *blkbounce_alloc_percpu(size_t size, size_t align);
 void *blkbounce_raw_cpu_ptr(void __percpu *ptr);
-void *blkbounce_lock_this_cpu(void __percpu *ptr, unsigned long *flags);
 void *blkbounce_per_cpu_ptr(void __percpu *ptr, unsigned int cpu);
 unsigned int blkbounce_next_possible_cpu(int cpu);
 unsigned int blkbounce_nr_cpu_ids(void);
@@ -202,21 +207,6 @@ void *blkbounce_raw_cpu_ptr(void __percpu *ptr)
 	return raw_cpu_ptr(ptr);
 }
 
-/*
- * Disables interrupts, then locks the spinlock at the start of the local CPU's instance
- * of @ptr and returns that instance: the CPU cannot go offline, nor the task move, in
- * between.
- */
-void *blkbounce_lock_this_cpu(void __percpu *ptr, unsigned long *flags)
-{
-	void *p;
-
-	local_irq_save(*flags);
-	p = this_cpu_ptr(ptr);
-	spin_lock((spinlock_t *)p);
-	return p;
-}
-
 void *blkbounce_per_cpu_ptr(void __percpu *ptr, unsigned int cpu)
 {
 	return per_cpu_ptr(ptr, cpu);
@@ -232,7 +222,7 @@ unsigned int blkbounce_nr_cpu_ids(void)
 	return nr_cpu_ids;
 }
 
-/* One lockdep class for all callers: only the stacks' locks, which never nest. */
+/* One lockdep class for all callers: the recycled pages' stacks and the copy batches, which never nest. */
 void blkbounce_spin_lock_init(spinlock_t *lock)
 {
 	spin_lock_init(lock);

@@ -135,9 +135,8 @@ impl Stats {
         self.add(Counter::CopybackCount, 1);
     }
 
-    /// Counts a read copy-back handed to the block layer's completion in task context,
-    /// because the read completed in atomic context, that ended `ns` after it was handed
-    /// over.
+    /// Counts a read copy-back deferred to the module's copy queue, because the read
+    /// completed in atomic context, that ended `ns` after it was handed over.
     pub(crate) fn copied_back_deferred(&self, ns: u64) {
         let local = self.counters.local();
         local[Counter::CopybackCount as usize].add(1, Relaxed);

@@ -170,7 +170,7 @@ impl BounceCap {
     fn take(&self, bytes: u64) -> bool {
         if self.take_from_cap(bytes) || (self.take_back_credit() > 0 && self.take_from_cap(bytes)) {
             // Off the hot path: a sample of the bytes reserved now.
-            raise_max(&self.taken.peak, self.reserved());
+            self.sample_peak(self.reserved());
             return true;
         }
         false
@@ -238,10 +238,16 @@ impl BounceCap {
             self.give_back(credit.xchg(0, Full));
             self.room.wake_all();
         } else if now > 2 * self.batch && credit.cmpxchg(now, self.batch, Relaxed).is_ok() {
-            // Rarely: a sample of the bytes reserved just before this release.
-            raise_max(&self.taken.peak, self.reserved() + u64::from(bytes));
             self.give_back(now - self.batch);
+            // Rarely: a sample of the bytes reserved just before this release.
+            self.sample_peak(self.reserved() + u64::from(bytes));
         }
+    }
+
+    /// Raises the peak to `bytes`, a racy sample of the bytes reserved: at most the cap,
+    /// which no reservation exceeds.
+    fn sample_peak(&self, bytes: u64) {
+        raise_max(&self.taken.peak, bytes.min(self.cap));
     }
 
     /// Gives `bytes` of credit back to the cap.
@@ -256,7 +262,11 @@ impl BounceCap {
         CapFigures {
             cap: self.cap,
             in_flight: self.reserved(),
-            peak: self.taken.peak.load(Relaxed).max(self.reserved()),
+            peak: self
+                .taken
+                .peak
+                .load(Relaxed)
+                .max(self.reserved().min(self.cap)),
             waits: self.taken.waits.load(Relaxed),
             ..CapFigures::default()
         }

@@ -145,7 +145,8 @@ unsafe extern "C" fn clone_end_io<T: CloneTarget>(clone: *mut bindings::bio) {
             // the work, which takes it and the upper bio back; its work item is queued
             // once. The queue, the disk's own, is alive when the call starts, since the
             // upper bio is counted; the disk destroys it, waiting for its work, only after
-            // the drain (see `BounceDone::defer`).
+            // the drain. `__queue_work` holds the RCU read lock throughout, which
+            // `destroy_workqueue` waits for before it frees the queue.
             unsafe {
                 init_and_queue_raw(
                     wq,

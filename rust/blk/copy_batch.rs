@@ -3,8 +3,8 @@
 //! Read copy-backs deferred to task context, in batches per CPU: a bounce bio that
 //! completed in atomic context joins its CPU's batch, and one work item ends the whole
 //! batch, as the block layer's `bio_complete_in_task` does. The queue is the module's own,
-//! so that the module can wait for the module code its work runs: a module cannot flush
-//! the block layer's queue, and its worker would return into module code after the work
+//! so that module removal waits for the module code its work runs: a module cannot flush
+//! the block layer's queue, whose worker would return into module code after the work
 //! ended the last bio of the last disk.
 
 use super::{helpers, percpu::possible_cpus, workqueue::Workqueue};
@@ -21,10 +21,15 @@ static COPY_BATCHES: Atomic<usize> = Atomic::new(0);
 
 /// One CPU's batch: completed bounce bios linked by `bi_next`, and the work that ends them.
 ///
-/// The lock comes first, as `blkbounce_lock_this_cpu` takes it. The CPU adds to its own
-/// batch with interrupts off; the work takes the batch from whatever CPU runs it (the
-/// workqueue runs the work of a CPU gone offline elsewhere).
-#[repr(C)]
+/// A bio is added to the batch of the CPU that completed it (or ran on: a task may move
+/// on, and the lock makes that harmless); the work takes the batch from whatever CPU runs
+/// it (the workqueue runs the work of a CPU gone offline elsewhere).
+///
+/// # Invariants
+///
+/// Under `lock`: `head` is null exactly when `tail` is; the list from `head` to `tail`
+/// holds completed bounce bios that the batch owns, each with a `bi_end_io` that takes
+/// it back; the work is queued whenever the list is not empty and no work of it runs.
 struct Batch {
     lock: bindings::spinlock_t,
     head: *mut bindings::bio,
@@ -80,12 +85,14 @@ impl CopyBatches {
                 );
             }
         }
-        let queue = ManuallyDrop::new(queue);
-        let this = KBox::new(Self { queue, batches }, GFP_KERNEL).inspect_err(|_| {
-            // SAFETY: The batches were allocated above and are not used. (The queue, in
-            // `ManuallyDrop`, is not destroyed: a module that cannot load leaks it.)
-            unsafe { bindings::free_percpu(batches.as_ptr()) };
-        })?;
+        // On failure, the value's drop destroys the queue and frees the batches.
+        let this = KBox::new(
+            Self {
+                queue: ManuallyDrop::new(queue),
+                batches,
+            },
+            GFP_KERNEL,
+        )?;
         let addr = core::ptr::from_ref::<Self>(&this).addr();
         // INVARIANT: Registered, unless another is (then dropped unregistered).
         if COPY_BATCHES.cmpxchg(0, addr, Release).is_err() {
@@ -109,14 +116,14 @@ impl CopyBatches {
         if this.is_null() {
             return false;
         }
-        let mut flags = 0;
-        // SAFETY: By the safety requirements the batches are registered, so `this` is live.
-        // Interrupts are off from the lock on, so the CPU cannot go away before the work is
-        // queued on it; `bio` is owned by the caller and given up here.
+        // SAFETY: By the safety requirements the batches are registered, so `this` is live,
+        // and its batches are a per-CPU allocation whose locks may be taken from any CPU;
+        // `bio` is owned by the caller and given up here. If the work is pending already,
+        // queueing it again does nothing, and it will find the bio.
         unsafe {
             let this = &*this;
-            let batch =
-                helpers::blkbounce_lock_this_cpu(this.batches.as_ptr(), &mut flags).cast::<Batch>();
+            let batch = helpers::blkbounce_raw_cpu_ptr(this.batches.as_ptr()).cast::<Batch>();
+            let flags = helpers::blkbounce_spin_lock_irqsave(&raw mut (*batch).lock);
             (*bio).bi_next = core::ptr::null_mut();
             let tail = (*batch).tail;
             if tail.is_null() {
@@ -125,6 +132,7 @@ impl CopyBatches {
                 (*tail).bi_next = bio;
             }
             (*batch).tail = bio;
+            // INVARIANT: The list was empty: the work is queued.
             if tail.is_null() {
                 Workqueue::queue_raw(this.queue.as_raw(), &raw mut (*batch).work);
             }
@@ -173,6 +181,8 @@ unsafe extern "C" fn copy_batch_fn(work: *mut bindings::work_struct) {
                 if let Some(end_io) = (*this).bi_end_io {
                     end_io(this);
                 }
+                // A copy-back is up to 1 MiB, and interrupts may keep the batch full.
+                helpers::blkbounce_cond_resched();
             }
         }
     }

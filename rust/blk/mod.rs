@@ -103,6 +103,7 @@ mod helpers {
         pub(super) fn blkbounce_lowmem_pages() -> kernel::ffi::c_ulong;
         pub(super) fn blkbounce_wq_has_sleeper(wq_head: *mut bindings::wait_queue_head) -> bool;
         pub(super) fn blkbounce_may_copy_here() -> bool;
+        pub(super) fn blkbounce_cond_resched();
         pub(super) fn blkbounce_bdev_nr_sectors(bdev: *mut bindings::block_device) -> u64;
         pub(super) fn blkbounce_bdev_limits(
             bdev: *mut bindings::block_device,
@@ -120,7 +121,6 @@ mod helpers {
         pub(super) fn blkbounce_percpu_ref_put(count: *mut bindings::percpu_ref);
         pub(super) fn blkbounce_alloc_percpu(size: usize, align: usize) -> *mut c_void;
         pub(super) fn blkbounce_raw_cpu_ptr(ptr: *mut c_void) -> *mut c_void;
-        pub(super) fn blkbounce_lock_this_cpu(ptr: *mut c_void, flags: *mut usize) -> *mut c_void;
         pub(super) fn blkbounce_per_cpu_ptr(ptr: *mut c_void, cpu: u32) -> *mut c_void;
         pub(super) fn blkbounce_next_possible_cpu(cpu: i32) -> u32;
         pub(super) fn blkbounce_nr_cpu_ids() -> u32;

@@ -15,7 +15,7 @@ use kernel::{
     bindings,
     page::PAGE_SIZE,
     prelude::*,
-    sync::atomic::{Atomic, Relaxed},
+    sync::atomic::{Acquire, Atomic, Relaxed, Release},
     types::Opaque,
 };
 
@@ -177,7 +177,7 @@ impl Locked<'_> {
         let len = self.len().checked_sub(1)?;
         // SAFETY: The lock is held; entry `len` holds a page that nobody else owns.
         unsafe {
-            (*self.stack).len.store(len, Relaxed);
+            (*self.stack).len.store(len, Release);
             NonNull::new((*self.stack).pages[len])
         }
     }
@@ -186,14 +186,16 @@ impl Locked<'_> {
     /// `freed`; returns how many.
     fn free(&mut self, max: usize) -> usize {
         let mut n = 0;
-        while n < max {
+        while n < max && self.len() > 0 {
+            // Counted as freed before it leaves the stack (`pop` stores the length with
+            // release): a reader that sees the shorter stack sees the page counted.
+            // SAFETY: The lock is held.
+            unsafe { (*self.stack).freed.fetch_add(1, Relaxed) };
             let Some(page) = self.pop() else { break };
             // SAFETY: The page was kept, so it is ours and unused.
             unsafe { bindings::__free_pages(page.as_ptr(), 0) };
             n += 1;
         }
-        // SAFETY: The lock is held.
-        unsafe { (*self.stack).freed.fetch_add(n as u64, Relaxed) };
         n
     }
 
@@ -301,21 +303,15 @@ impl PerCpuPages {
         })
     }
 
-    /// Locks the stack of the CPU the caller runs on, with interrupts off from before the
-    /// CPU is chosen: the CPU cannot go offline (and its callback run) while the stack is
-    /// locked.
+    /// Locks the stack of the CPU the caller runs on (or ran on: the lock makes a
+    /// migration harmless). A task that moves off a CPU going offline may push a page on
+    /// that CPU's stack after its callback has emptied it: the shrinker, or the device's
+    /// removal, frees it.
     fn local(&self) -> Locked<'_> {
-        let mut flags = 0;
-        // SAFETY: The stacks are a per-CPU allocation of `Stack`s, whose lock comes first
-        // (`repr(C)`) and is initialised.
-        let stack = unsafe { helpers::blkbounce_lock_this_cpu(self.stacks.as_ptr(), &mut flags) };
-        // INVARIANT: The stack is one of ours, locked with `flags`; the guard does not
-        // outlive `self`.
-        Locked {
-            stack: stack.cast(),
-            flags,
-            _pages: PhantomData,
-        }
+        // SAFETY: The stacks are a per-CPU allocation.
+        let stack = unsafe { helpers::blkbounce_raw_cpu_ptr(self.stacks.as_ptr()) };
+        // SAFETY: The stack is one of ours, and the guard does not outlive `self`.
+        unsafe { Locked::new(stack.cast()) }
     }
 
     /// Takes a page from the local CPU's stack; the caller owns it.
@@ -370,7 +366,7 @@ fn count(stacks: NonNull<c_void>) -> usize {
             // CPU; `len` is atomic.
             unsafe {
                 let stack = helpers::blkbounce_per_cpu_ptr(stacks.as_ptr(), cpu).cast::<Stack>();
-                (*stack).len.load(Relaxed).min(DEPTH)
+                (*stack).len.load(Acquire).min(DEPTH)
             }
         })
         .sum()

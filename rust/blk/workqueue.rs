@@ -53,13 +53,14 @@ impl Workqueue {
     /// Queues `work` on `wq` (on the current CPU where possible).
     ///
     /// Takes the queue by address, not by reference: the work may run, and its owner drop
-    /// the queue, before this returns (see [`super::bounce::BounceDone::defer`]).
+    /// the queue, before this returns (see `clone.rs`'s retry). A work item that is
+    /// queued already stays queued once.
     ///
     /// # Safety
     ///
     /// `wq` must come from [`Workqueue::as_raw`] on a queue that is alive when the call
     /// starts. `work` must be an initialised work item that stays valid until its function
-    /// has run, and must not be queued already.
+    /// has run.
     pub(super) unsafe fn queue_raw(
         wq: *mut bindings::workqueue_struct,
         work: *mut bindings::work_struct,

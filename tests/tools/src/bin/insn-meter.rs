@@ -116,13 +116,13 @@ fn run() -> Result<(), String> {
             let seconds: f64 = seconds
                 .parse()
                 .map_err(|_| format!("seconds is a number, not '{seconds}'"))?;
-            let before = completed_ios(stats)?;
             meter::profile_zero();
+            let before = completed_ios(stats)?;
             meter::sample(2 * tag);
             std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
             meter::sample(2 * tag + 1);
-            meter::profile_dump(tag);
             let after = completed_ios(stats)?;
+            meter::profile_dump(tag);
             println!("{}", after - before);
         }
         ["module", name, ko] => {
