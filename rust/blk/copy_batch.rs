@@ -7,7 +7,7 @@
 //! the block layer's queue, whose worker would return into module code after the work
 //! ended the last bio of the last disk.
 
-use super::{helpers, percpu::possible_cpus, workqueue::Workqueue};
+use super::{helpers, percpu::alloc_each, workqueue::Workqueue};
 use core::{ffi::c_void, mem::ManuallyDrop, ptr::NonNull};
 use kernel::{
     bindings,
@@ -62,19 +62,10 @@ impl CopyBatches {
     /// Creates the queue and the batches and registers them.
     pub(crate) fn register() -> Result<KBox<Self>> {
         let queue = Workqueue::new(c"blkbounce", c"copy")?;
-        // SAFETY: Allocating per-CPU memory has no preconditions; it is zeroed, an empty
-        // list.
+        // SAFETY: A zeroed batch is an empty list; its lock and work item are initialised
+        // here.
         let batches = unsafe {
-            helpers::blkbounce_alloc_percpu(
-                core::mem::size_of::<Batch>(),
-                core::mem::align_of::<Batch>(),
-            )
-        };
-        let batches = NonNull::new(batches).ok_or(ENOMEM)?;
-        for cpu in possible_cpus() {
-            // SAFETY: `cpu` is a possible CPU; its batch is new and unused.
-            unsafe {
-                let batch = helpers::blkbounce_per_cpu_ptr(batches.as_ptr(), cpu).cast::<Batch>();
+            alloc_each::<Batch>(|batch| {
                 helpers::blkbounce_spin_lock_init(&raw mut (*batch).lock);
                 bindings::init_work_with_key(
                     &raw mut (*batch).work,
@@ -83,8 +74,8 @@ impl CopyBatches {
                     c"blkbounce_copy_batch".as_char_ptr(),
                     static_lock_class!().as_ptr(),
                 );
-            }
-        }
+            })
+        }?;
         // On failure, the value's drop destroys the queue and frees the batches.
         let this = KBox::new(
             Self {

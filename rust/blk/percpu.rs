@@ -35,17 +35,12 @@ unsafe impl<const N: usize> Sync for PerCpuCounters<N> {}
 impl<const N: usize> PerCpuCounters<N> {
     /// Allocates the counters, at zero.
     pub(crate) fn new() -> Result<Self> {
-        // SAFETY: Allocating per-CPU memory has no preconditions; it is zeroed.
-        let counters = unsafe {
-            helpers::blkbounce_alloc_percpu(
-                core::mem::size_of::<[Atomic<u64>; N]>(),
-                core::mem::align_of::<[Atomic<u64>; N]>(),
-            )
-        };
-        // INVARIANT: A zeroed `Atomic<u64>` is a valid counter at zero: it has the layout
-        // of a `u64`.
+        // SAFETY: A zeroed `Atomic<u64>` is a valid counter at zero: it has the layout of a
+        // `u64`. Nothing else to initialise.
+        let counters = unsafe { alloc_each::<[Atomic<u64>; N]>(|_| ()) }?;
+        // INVARIANT: Allocated for every possible CPU, zeroed.
         Ok(Self {
-            counters: NonNull::new(counters).ok_or(ENOMEM)?,
+            counters,
             _counters: PhantomData,
         })
     }
@@ -84,6 +79,26 @@ impl<const N: usize> Drop for PerCpuCounters<N> {
         // SAFETY: By the type invariant the counters are a per-CPU allocation, freed once.
         unsafe { bindings::free_percpu(self.counters.as_ptr()) };
     }
+}
+
+/// Allocates a zeroed `T` for every possible CPU and calls `init` on each, before anyone
+/// else sees them; returns the per-CPU allocation, for `free_percpu`.
+///
+/// # Safety
+///
+/// A zeroed `T` must be valid once `init` has run on it; `init` must only initialise the
+/// `T` it is given, which is new and unused.
+pub(super) unsafe fn alloc_each<T>(init: impl Fn(*mut T)) -> Result<NonNull<c_void>> {
+    // SAFETY: Allocating per-CPU memory has no preconditions; it is zeroed.
+    let ptr = unsafe {
+        helpers::blkbounce_alloc_percpu(core::mem::size_of::<T>(), core::mem::align_of::<T>())
+    };
+    let ptr = NonNull::new(ptr).ok_or(ENOMEM)?;
+    for cpu in possible_cpus() {
+        // SAFETY: The allocation is per CPU and `cpu` a possible CPU.
+        init(unsafe { helpers::blkbounce_per_cpu_ptr(ptr.as_ptr(), cpu).cast::<T>() });
+    }
+    Ok(ptr)
 }
 
 /// The possible CPUs, in order.

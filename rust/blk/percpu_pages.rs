@@ -9,7 +9,10 @@
 //! goes offline, a CPU-hotplug callback frees its pages, as `bio.c` frees a dead CPU's
 //! bio cache (`CPUHP_BIO_DEAD`). The stacks are emptied when the device goes away.
 
-use super::{helpers, percpu::possible_cpus};
+use super::{
+    helpers,
+    percpu::{alloc_each, possible_cpus},
+};
 use core::{ffi::c_void, marker::PhantomData, ptr::NonNull};
 use kernel::{
     bindings,
@@ -280,21 +283,10 @@ impl PerCpuPages {
 
     /// Allocates empty stacks for every possible CPU, which nothing but their user drains.
     fn without_shrinker() -> Result<Self> {
-        // SAFETY: Allocating per-CPU memory has no preconditions; it is zeroed.
+        // SAFETY: A zeroed stack is empty; its lock is initialised here.
         let stacks = unsafe {
-            helpers::blkbounce_alloc_percpu(
-                core::mem::size_of::<Stack>(),
-                core::mem::align_of::<Stack>(),
-            )
-        };
-        let stacks = NonNull::new(stacks).ok_or(ENOMEM)?;
-        for cpu in possible_cpus() {
-            // SAFETY: `cpu` is a possible CPU; its stack is new and unused.
-            unsafe {
-                let stack = helpers::blkbounce_per_cpu_ptr(stacks.as_ptr(), cpu).cast::<Stack>();
-                helpers::blkbounce_spin_lock_init(&raw mut (*stack).lock);
-            }
-        }
+            alloc_each::<Stack>(|stack| helpers::blkbounce_spin_lock_init(&raw mut (*stack).lock))
+        }?;
         // INVARIANT: The stacks are empty with their locks initialised.
         Ok(Self {
             stacks,
