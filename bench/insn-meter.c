@@ -102,11 +102,14 @@ static int n_vcpus;
 static volatile uint64_t range_start;
 static volatile uint64_t range_len;
 
-/* The profile: one entry per translated block, in slabs. */
+/*
+ * The profile: one entry per translated block (its instructions), and with lines=1 one per
+ * instruction that accesses memory (the transfers it caused), each list in slabs.
+ */
 #define PROFILE_SLAB 65536
 struct profile_entry {
 	uint64_t vaddr;
-	uint64_t insns;
+	uint64_t count;
 };
 struct profile_slab {
 	struct profile_slab *next;
@@ -114,6 +117,7 @@ struct profile_slab {
 	struct profile_entry entries[PROFILE_SLAB];
 };
 static struct profile_slab *profile;
+static struct profile_slab *mem_insns;
 static pthread_mutex_t profile_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *profile_out;
 
@@ -130,107 +134,67 @@ static bool lines;
 static uint64_t yield_every;
 static uint16_t *line_state;
 
-/* One instruction that accesses memory: its address and the transfers it caused. */
-struct mem_insn {
-	uint64_t vaddr;
-	uint64_t transfers;
-};
-#define MEM_INSN_SLAB 65536
-struct mem_insn_slab {
-	struct mem_insn_slab *next;
-	size_t used;
-	struct mem_insn entries[MEM_INSN_SLAB];
-};
-static struct mem_insn_slab *mem_insns;
 
 static pthread_mutex_t marker_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t value;
 static uint64_t seq;
 static FILE *out;
 
+/* Zeroes the counts of the entries of LIST, or appends the non-zero ones to the profile. */
+static void slab_walk(struct profile_slab *list, bool dump)
+{
+	size_t i;
+
+	for (; list; list = list->next) {
+		for (i = 0; i < list->used; i++) {
+			struct profile_entry *e = &list->entries[i];
+			uint64_t n = __atomic_load_n(&e->count, __ATOMIC_RELAXED);
+
+			if (!dump)
+				__atomic_store_n(&e->count, 0, __ATOMIC_RELAXED);
+			else if (n)
+				fprintf(profile_out, "%#" PRIx64 " %" PRIu64 "\n", e->vaddr, n);
+		}
+	}
+}
+
 /* Zeroes the profile's counts, or appends them to the profile file tagged TAG. */
 static void profile_walk(bool dump, uint64_t tag)
 {
-	struct profile_slab *slab;
-	struct mem_insn_slab *mslab;
-	size_t i;
-
 	if (!profile_out)
 		return;
 	pthread_mutex_lock(&profile_lock);
 	if (dump)
 		fprintf(profile_out, "profile %" PRIu64 "\n", tag);
-	for (slab = profile; slab; slab = slab->next) {
-		for (i = 0; i < slab->used; i++) {
-			struct profile_entry *e = &slab->entries[i];
-
-			if (!dump)
-				__atomic_store_n(&e->insns, 0, __ATOMIC_RELAXED);
-			else if (e->insns)
-				fprintf(profile_out, "%#" PRIx64 " %" PRIu64 "\n", e->vaddr,
-					__atomic_load_n(&e->insns, __ATOMIC_RELAXED));
-		}
-	}
+	slab_walk(profile, dump);
 	if (dump && lines)
 		fprintf(profile_out, "transfers %" PRIu64 "\n", tag);
-	for (mslab = mem_insns; lines && mslab; mslab = mslab->next) {
-		for (i = 0; i < mslab->used; i++) {
-			struct mem_insn *m = &mslab->entries[i];
-			uint64_t n = __atomic_load_n(&m->transfers, __ATOMIC_RELAXED);
-
-			if (!dump)
-				__atomic_store_n(&m->transfers, 0, __ATOMIC_RELAXED);
-			else if (n)
-				fprintf(profile_out, "%#" PRIx64 " %" PRIu64 "\n", m->vaddr, n);
-		}
-	}
+	slab_walk(mem_insns, dump);
 	if (dump)
 		fflush(profile_out);
 	pthread_mutex_unlock(&profile_lock);
 }
 
-/* Returns a new profile entry for a block at VADDR, or NULL. */
-static struct profile_entry *profile_entry(uint64_t vaddr)
+/* Returns a new entry at VADDR of the list *LIST, or NULL. */
+static struct profile_entry *profile_entry(struct profile_slab **list, uint64_t vaddr)
 {
 	struct profile_entry *e = NULL;
 
 	pthread_mutex_lock(&profile_lock);
-	if (!profile || profile->used == PROFILE_SLAB) {
+	if (!*list || (*list)->used == PROFILE_SLAB) {
 		struct profile_slab *slab = calloc(1, sizeof(*slab));
 
 		if (slab) {
-			slab->next = profile;
-			profile = slab;
+			slab->next = *list;
+			*list = slab;
 		}
 	}
-	if (profile && profile->used < PROFILE_SLAB) {
-		e = &profile->entries[profile->used++];
+	if (*list && (*list)->used < PROFILE_SLAB) {
+		e = &(*list)->entries[(*list)->used++];
 		e->vaddr = vaddr;
 	}
 	pthread_mutex_unlock(&profile_lock);
 	return e;
-}
-
-/* Returns a new entry for an instruction at VADDR that accesses memory, or NULL. */
-static struct mem_insn *mem_insn(uint64_t vaddr)
-{
-	struct mem_insn *m = NULL;
-
-	pthread_mutex_lock(&profile_lock);
-	if (!mem_insns || mem_insns->used == MEM_INSN_SLAB) {
-		struct mem_insn_slab *slab = calloc(1, sizeof(*slab));
-
-		if (slab) {
-			slab->next = mem_insns;
-			mem_insns = slab;
-		}
-	}
-	if (mem_insns && mem_insns->used < MEM_INSN_SLAB) {
-		m = &mem_insns->entries[mem_insns->used++];
-		m->vaddr = vaddr;
-	}
-	pthread_mutex_unlock(&profile_lock);
-	return m;
 }
 
 /* Applies an access of VCPU to line LINE to the model; returns true for a transfer. */
@@ -265,7 +229,7 @@ static void mem_access(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t v
 		       void *udata)
 {
 	struct qemu_plugin_hwaddr *hw = qemu_plugin_get_hwaddr(info, vaddr);
-	struct mem_insn *m = udata;
+	struct profile_entry *m = udata;
 	struct vcpu_counts *c = &counts[vcpu];
 	uint64_t phys, first, last, line;
 	unsigned int size;
@@ -287,7 +251,7 @@ static void mem_access(unsigned int vcpu, qemu_plugin_meminfo_t info, uint64_t v
 		if ((m->vaddr & VA_MASK) - range_start < range_len)
 			__atomic_store_n(&c->transfers_in_range, c->transfers_in_range + 1,
 					 __ATOMIC_RELAXED);
-		__atomic_fetch_add(&m->transfers, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&m->count, 1, __ATOMIC_RELAXED);
 	}
 }
 
@@ -392,17 +356,18 @@ static void block_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 	qemu_plugin_register_vcpu_tb_exec_cb(tb, block_exec, QEMU_PLUGIN_CB_NO_REGS,
 					     (void *)(uintptr_t)packed);
 	if (profile_out) {
-		struct profile_entry *e = profile_entry(qemu_plugin_tb_vaddr(tb));
+		struct profile_entry *e = profile_entry(&profile, qemu_plugin_tb_vaddr(tb));
 
 		if (e)
 			qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64,
-								 &e->insns, n);
+								 &e->count, n);
 	}
 	for (i = 0; i < n; i++) {
 		struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
 
 		if (lines) {
-			struct mem_insn *m = mem_insn(qemu_plugin_insn_vaddr(insn));
+			struct profile_entry *m =
+				profile_entry(&mem_insns, qemu_plugin_insn_vaddr(insn));
 
 			if (m)
 				qemu_plugin_register_vcpu_mem_cb(insn, mem_access,

@@ -122,7 +122,11 @@ impl PageReserve {
     /// recycled pages, so it is for the slow path: a bio that took pages from the page
     /// allocator or the reserve, not only recycled ones.
     pub(crate) fn sample_peak(&self) {
-        raise_max(&self.pages_peak, self.held());
+        // The pages held are at most `taken`: once that is under the peak, as in a steady
+        // state, the walk over the CPUs is not needed.
+        if self.taken.load(Relaxed) > self.pages_peak.load(Relaxed) {
+            raise_max(&self.pages_peak, self.held());
+        }
     }
 
     /// Allocates a chunk of `1 << order` pages.
