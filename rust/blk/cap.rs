@@ -92,7 +92,7 @@ impl BounceCap {
     /// Creates a cap of `cap` bytes, which must be at least the largest reservation any
     /// bio asks for.
     pub(super) fn new(cap: u64) -> impl PinInit<Self, Error> {
-        let cpus = u64::from(super::percpu::possible_cpus().count().max(1) as u32);
+        let cpus = (super::percpu::possible_cpus().count() as u64).max(1);
         // A quarter of the cap spread over the CPUs at most, so that credit strands little
         // of a small cap.
         let batch = MAX_BATCH.min(cap / 4 / cpus);

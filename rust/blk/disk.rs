@@ -356,9 +356,9 @@ impl<T: BioDriver> DiskVTable<T> {
         } else {
             Acct::Off
         };
-        // SAFETY: The bio is valid, not ended, of a live `Disk<T>`, and owns the count
-        // taken above.
-        let bio = unsafe { SubmittedBio::from_raw(front, acct) };
+        // SAFETY: The bio is valid, not ended, of a live `Disk<T>` whose state is
+        // `stacked`, and owns the count taken above.
+        let bio = unsafe { SubmittedBio::from_raw(front, stacked, acct) };
         T::submit_bio(stacked, bio);
     }
 

@@ -20,9 +20,15 @@ use kernel::{bindings, ffi::c_ulong};
 ///
 /// - `bio` is a valid bio submitted to a `Disk<T>` and not yet ended.
 /// - It is counted in that disk's drain, so the disk's state outlives it.
+/// - `stacked` is that disk's state.
 /// - `acct` says whether the bio's I/O accounting is to start, or when it started.
 pub(crate) struct SubmittedBio<T: BioDriver> {
     bio: NonNull<bindings::bio>,
+    /// Kept here rather than found through `bio->bi_bdev->bd_disk` at completion: the
+    /// block device's first line holds `bd_stamp`, which the I/O accounting rewrites every
+    /// tick from any CPU, while this is written by the submitting CPU with the rest of
+    /// the bio's context.
+    stacked: NonNull<Stacked<T>>,
     acct: Acct,
     _driver: PhantomData<T>,
 }
@@ -47,12 +53,17 @@ impl<T: BioDriver> SubmittedBio<T> {
     ///
     /// # Safety
     ///
-    /// `bio` must be a valid bio of a live `Disk<T>`, not ended, and own a count of the
-    /// disk's drain, which the returned value takes over.
-    pub(super) unsafe fn from_raw(bio: NonNull<bindings::bio>, acct: Acct) -> Self {
+    /// `bio` must be a valid bio of a live `Disk<T>` whose state is `stacked`, not ended,
+    /// and own a count of the disk's drain, which the returned value takes over.
+    pub(super) unsafe fn from_raw(
+        bio: NonNull<bindings::bio>,
+        stacked: &Stacked<T>,
+        acct: Acct,
+    ) -> Self {
         // INVARIANT: By the safety requirements.
         Self {
             bio,
+            stacked: NonNull::from(stacked),
             acct,
             _driver: PhantomData,
         }
@@ -60,9 +71,9 @@ impl<T: BioDriver> SubmittedBio<T> {
 
     /// Returns the state of the disk the bio was submitted to.
     pub(crate) fn stacked(&self) -> &Stacked<T> {
-        // SAFETY: By the type invariant the bio belongs to a live `Disk<T>` and is not
-        // ended while `self` lives.
-        unsafe { Stacked::of_disk(self.gendisk()) }
+        // SAFETY: By the type invariant `stacked` is the state of the bio's disk, which
+        // outlives the bio, and the bio is not ended while `self` lives.
+        unsafe { self.stacked.as_ref() }
     }
 
     /// Returns the driver data of the disk the bio was submitted to.
@@ -150,6 +161,7 @@ impl<T: BioDriver> Drop for SubmittedBio<T> {
         kernel::warn_on!(true);
         let bio = SubmittedBio::<T> {
             bio: self.bio,
+            stacked: self.stacked,
             acct: self.acct,
             _driver: PhantomData,
         };
