@@ -192,6 +192,7 @@ unsigned int blkbounce_next_possible_cpu(int cpu);
 unsigned int blkbounce_nr_cpu_ids(void);
 void blkbounce_spin_lock_init(spinlock_t *lock);
 unsigned long blkbounce_spin_lock_irqsave(spinlock_t *lock);
+void *blkbounce_lock_this_cpu(void __percpu *ptr, unsigned long *flags);
 void blkbounce_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 struct shrinker *blkbounce_shrinker_alloc(const char *name);
 bool blkbounce_page_recyclable(struct page *page);
@@ -234,6 +235,22 @@ unsigned long blkbounce_spin_lock_irqsave(spinlock_t *lock)
 
 	spin_lock_irqsave(lock, flags);
 	return flags;
+}
+
+/*
+ * Locks the calling CPU's instance of a per-CPU object that begins with its spinlock;
+ * interrupts go off first, so that the caller cannot move to another CPU (which may go
+ * offline) between finding the instance and locking it. Unlocked by
+ * blkbounce_spin_unlock_irqrestore().
+ */
+void *blkbounce_lock_this_cpu(void __percpu *ptr, unsigned long *flags)
+{
+	void *this;
+
+	local_irq_save(*flags);
+	this = this_cpu_ptr(ptr);
+	spin_lock(this);
+	return this;
 }
 
 void blkbounce_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)

@@ -30,7 +30,9 @@ static COPY_BATCHES: Atomic<usize> = Atomic::new(0);
 /// Under `lock`: `head` is null exactly when `tail` is; the list from `head` to `tail`
 /// holds completed bounce bios that the batch owns, each with a `bi_end_io` that takes
 /// it back; the work is queued whenever the list is not empty and no work of it runs.
+#[repr(C)]
 struct Batch {
+    /// First: `blkbounce_lock_this_cpu` locks the object it finds.
     lock: bindings::spinlock_t,
     head: *mut bindings::bio,
     tail: *mut bindings::bio,
@@ -113,8 +115,10 @@ impl CopyBatches {
         // queueing it again does nothing, and it will find the bio.
         unsafe {
             let this = &*this;
-            let batch = helpers::blkbounce_raw_cpu_ptr(this.batches.as_ptr()).cast::<Batch>();
-            let flags = helpers::blkbounce_spin_lock_irqsave(&raw mut (*batch).lock);
+            // `Batch` begins with its lock.
+            let mut flags = 0;
+            let batch =
+                helpers::blkbounce_lock_this_cpu(this.batches.as_ptr(), &mut flags).cast::<Batch>();
             (*bio).bi_next = core::ptr::null_mut();
             let tail = (*batch).tail;
             if tail.is_null() {

@@ -185,7 +185,11 @@ impl<T: BioDriver> Disk<T> {
             }
         }
         let capacity = lower.nr_sectors().checked_sub(offset).filter(|&n| n > 0);
-        let aligned = (offset << bindings::SECTOR_SHIFT) % u64::from(lim.logical_block_size) == 0;
+        // `checked_rem`: a block size of 0 (never stacked) aligns nothing, and no panic path
+        // is built.
+        let aligned = (offset << bindings::SECTOR_SHIFT)
+            .checked_rem(u64::from(lim.logical_block_size))
+            == Some(0);
         let Some(capacity) = capacity.filter(|_| aligned) else {
             return Err(EINVAL);
         };

@@ -43,6 +43,9 @@ pub(crate) struct PageReserve {
     /// [`PageReserve::sample_peak`].
     taken: Atomic<u64>,
     pages_peak: Atomic<u64>,
+    /// The pages freed from the recycled ones as the last walk over the CPUs saw them: at
+    /// most as many as are freed now.
+    freed_seen: Atomic<u64>,
     /// Single pages of completed bios, kept for the next ones once the reserve is full;
     /// none for a disk that does not bounce.
     recycled: Option<PerCpuPages>,
@@ -74,6 +77,7 @@ impl PageReserve {
         try_pin_init!(Self {
             taken: Atomic::new(0),
             pages_peak: Atomic::new(0),
+            freed_seen: Atomic::new(0),
             recycled: if recycle {
                 Some(PerCpuPages::new()?)
             } else {
@@ -115,6 +119,7 @@ impl PageReserve {
             .recycled
             .as_ref()
             .map_or((0, 0), |r| (r.count() as u64, r.freed()));
+        raise_max(&self.freed_seen, freed);
         self.taken.load(Relaxed).saturating_sub(kept + freed)
     }
 
@@ -122,9 +127,14 @@ impl PageReserve {
     /// recycled pages, so it is for the slow path: a bio that took pages from the page
     /// allocator or the reserve, not only recycled ones.
     pub(crate) fn sample_peak(&self) {
-        // The pages held are at most `taken`: once that is under the peak, as in a steady
-        // state, the walk over the CPUs is not needed.
-        if self.taken.load(Relaxed) > self.pages_peak.load(Relaxed) {
+        // The pages held are at most `taken` less the pages freed from the recycled ones,
+        // which only grow: once that bound is under the peak, as in a steady state, the
+        // walk over the CPUs is not needed.
+        let bound = self
+            .taken
+            .load(Relaxed)
+            .saturating_sub(self.freed_seen.load(Relaxed));
+        if bound > self.pages_peak.load(Relaxed) {
             raise_max(&self.pages_peak, self.held());
         }
     }

@@ -108,6 +108,7 @@ pub(crate) const DEPTH: usize = if PAGE_SIZE >= 65536 {
 /// One CPU's free pages.
 #[repr(C)]
 struct Stack {
+    /// First: `blkbounce_lock_this_cpu` locks the object it finds.
     lock: bindings::spinlock_t,
     /// Written under `lock`; read without it for the count.
     len: Atomic<usize>,
@@ -295,15 +296,21 @@ impl PerCpuPages {
         })
     }
 
-    /// Locks the stack of the CPU the caller runs on (or ran on: the lock makes a
-    /// migration harmless). A task that moves off a CPU going offline may push a page on
-    /// that CPU's stack after its callback has emptied it: the shrinker, or the device's
-    /// removal, frees it.
+    /// Locks the stack of the CPU the caller runs on. Interrupts go off before the stack is
+    /// found, so the caller stays on that CPU, which cannot go offline (and have its
+    /// callback empty the stack) until the guard is dropped.
     fn local(&self) -> Locked<'_> {
-        // SAFETY: The stacks are a per-CPU allocation.
-        let stack = unsafe { helpers::blkbounce_raw_cpu_ptr(self.stacks.as_ptr()) };
-        // SAFETY: The stack is one of ours, and the guard does not outlive `self`.
-        unsafe { Locked::new(stack.cast()) }
+        let mut flags = 0;
+        // SAFETY: The stacks are a per-CPU allocation of stacks, each beginning with its
+        // initialised lock.
+        let stack = unsafe { helpers::blkbounce_lock_this_cpu(self.stacks.as_ptr(), &mut flags) };
+        // INVARIANT: The stack is one of ours, locked with `flags`, and the guard does not
+        // outlive `self`.
+        Locked {
+            stack: stack.cast(),
+            flags,
+            _pages: PhantomData,
+        }
     }
 
     /// Takes a page from the local CPU's stack; the caller owns it.

@@ -24,10 +24,11 @@ use kernel::{bindings, ffi::c_ulong};
 /// - `acct` says whether the bio's I/O accounting is to start, or when it started.
 pub(crate) struct SubmittedBio<T: BioDriver> {
     bio: NonNull<bindings::bio>,
-    /// Kept here rather than found through `bio->bi_bdev->bd_disk` at completion: the
-    /// block device's first line holds `bd_stamp`, which the I/O accounting rewrites every
-    /// tick from any CPU, while this is written by the submitting CPU with the rest of
-    /// the bio's context.
+    /// Kept here rather than found through `bio->bi_bdev->bd_disk` at completion: one load
+    /// from the bio's context, written by the submitting CPU, instead of three dependent
+    /// ones, the first on the block device's first line, where the I/O accounting
+    /// rewrites `bd_stamp` every tick from any CPU. (With `iostats` on, the accounting's
+    /// end reads that line itself.)
     stacked: NonNull<Stacked<T>>,
     acct: Acct,
     _driver: PhantomData<T>,

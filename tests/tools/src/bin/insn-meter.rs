@@ -7,16 +7,20 @@
 //! insn-meter module NAME KO    the plugin also counts inside module NAME's .text
 //! insn-meter profile-zero      the plugin zeroes its per-block profile
 //! insn-meter profile-dump TAG  the plugin writes its per-block profile, tagged TAG
-//! insn-meter window TAG SECONDS STAT...
-//!                              zeroes the profile, samples TAG * 2, waits SECONDS,
-//!                              samples TAG * 2 + 1, writes the profile tagged TAG and
-//!                              prints how many I/Os the block devices of the STAT files
-//!                              (`/sys/block/DEV/stat`) completed in between
+//! insn-meter window TAG SECONDS PARTS STAT...
+//!                              zeroes the profile, then samples PARTS + 1 times,
+//!                              SECONDS / PARTS apart, tagged TAG * 16 + 0..=PARTS;
+//!                              writes the profile tagged TAG and prints, per part, how
+//!                              many I/Os the block devices of the STAT files
+//!                              (`/sys/block/DEV/stat`) completed in it and how long it
+//!                              lasted: `IOS:NANOSECONDS`, comma-separated
 //! ```
 //!
 //! `window` measures a load that runs already, in its steady state: what starts and ends
-//! the load (process creation, buffers, io_uring setup) stays outside the two samples,
-//! and so does this tool's own start; inside them it only sleeps.
+//! the load (process creation, buffers, io_uring setup) stays outside the samples, and so
+//! does this tool's own start; between them it only sleeps and reads the STAT files. The
+//! parts let a report take the median over them, so that a burst of something else in
+//! the guest (a page-in, a flusher) spoils one part and not the figure.
 //!
 //! `module` takes the start of `.text` from `/sys/module/NAME/sections/.text` and its size
 //! from the section headers of the module file KO (the loaded `.ko`), and prints the range.
@@ -79,6 +83,9 @@ fn module_text(name: &str, ko: &str) -> Result<(u64, u64), String> {
     Ok((start, start + size))
 }
 
+/// The most parts of a window: its samples are tagged `TAG * 16 + 0..=15`.
+const WINDOW_PARTS_MAX: u64 = 15;
+
 fn parse_tag(text: &str) -> Result<u64, String> {
     text.parse()
         .map_err(|_| format!("a tag is a number, not '{text}'"))
@@ -111,19 +118,31 @@ fn run() -> Result<(), String> {
         ["sample", tag] => meter::sample(parse_tag(tag)?),
         ["profile-zero"] => meter::profile_zero(),
         ["profile-dump", tag] => meter::profile_dump(parse_tag(tag)?),
-        ["window", tag, seconds, ref stats @ ..] if !stats.is_empty() => {
+        ["window", tag, seconds, parts, ref stats @ ..] if !stats.is_empty() => {
             let tag = parse_tag(tag)?;
             let seconds: f64 = seconds
                 .parse()
                 .map_err(|_| format!("seconds is a number, not '{seconds}'"))?;
+            let parts: u64 = match parts.parse() {
+                Ok(n) if (1..=WINDOW_PARTS_MAX).contains(&n) => n,
+                _ => return Err(format!("parts is 1 to {WINDOW_PARTS_MAX}, not '{parts}'")),
+            };
+            let part = std::time::Duration::from_secs_f64(seconds / parts as f64);
             meter::profile_zero();
-            let before = completed_ios(stats)?;
-            meter::sample(2 * tag);
-            std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
-            meter::sample(2 * tag + 1);
-            let after = completed_ios(stats)?;
+            let mut ios = completed_ios(stats)?;
+            meter::sample(tag * (WINDOW_PARTS_MAX + 1));
+            let mut start = std::time::Instant::now();
+            let mut out = Vec::new();
+            for j in 1..=parts {
+                std::thread::sleep(part);
+                meter::sample(tag * (WINDOW_PARTS_MAX + 1) + j);
+                let now = std::time::Instant::now();
+                let done = completed_ios(stats)?;
+                out.push(format!("{}:{}", done - ios, (now - start).as_nanos()));
+                (ios, start) = (done, now);
+            }
             meter::profile_dump(tag);
-            println!("{}", after - before);
+            println!("{}", out.join(","));
         }
         ["module", name, ko] => {
             let (start, end) = module_text(name, ko)?;
@@ -133,7 +152,7 @@ fn run() -> Result<(), String> {
         _ => {
             return Err(
                 "usage: insn-meter sample TAG | module NAME KO | profile-zero | \
-                 profile-dump TAG | window TAG SECONDS STAT..."
+                 profile-dump TAG | window TAG SECONDS PARTS STAT..."
                     .into(),
             )
         }
