@@ -193,6 +193,7 @@ unsigned int blkbounce_nr_cpu_ids(void);
 void blkbounce_spin_lock_init(spinlock_t *lock);
 unsigned long blkbounce_spin_lock_irqsave(spinlock_t *lock);
 void *blkbounce_lock_this_cpu(void __percpu *ptr, unsigned long *flags);
+void blkbounce_unlock_this_cpu(void *this, unsigned long flags);
 void blkbounce_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 struct shrinker *blkbounce_shrinker_alloc(const char *name);
 bool blkbounce_page_recyclable(struct page *page);
@@ -238,19 +239,32 @@ unsigned long blkbounce_spin_lock_irqsave(spinlock_t *lock)
 }
 
 /*
- * Locks the calling CPU's instance of a per-CPU object that begins with its spinlock;
- * interrupts go off first, so that the caller cannot move to another CPU (which may go
- * offline) between finding the instance and locking it. Unlocked by
- * blkbounce_spin_unlock_irqrestore().
+ * Locks the calling CPU's instance of a per-CPU object that begins with its spinlock. The
+ * task is pinned to its CPU first, as mm/page_alloc.c's pcpu_spin_lock() does (preemption
+ * off, or migration off on PREEMPT_RT, where the spinlock sleeps): it does not move
+ * between finding the instance and locking it, and the CPU does not go offline until
+ * blkbounce_unlock_this_cpu().
  */
 void *blkbounce_lock_this_cpu(void __percpu *ptr, unsigned long *flags)
 {
 	void *this;
 
-	local_irq_save(*flags);
+	if (IS_ENABLED(CONFIG_PREEMPT_RT))
+		migrate_disable();
+	else
+		preempt_disable();
 	this = this_cpu_ptr(ptr);
-	spin_lock(this);
+	spin_lock_irqsave((spinlock_t *)this, *flags);
 	return this;
+}
+
+void blkbounce_unlock_this_cpu(void *this, unsigned long flags)
+{
+	spin_unlock_irqrestore((spinlock_t *)this, flags);
+	if (IS_ENABLED(CONFIG_PREEMPT_RT))
+		migrate_enable();
+	else
+		preempt_enable();
 }
 
 void blkbounce_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)

@@ -240,8 +240,9 @@ impl BounceCap {
         } else if now > 2 * self.batch && credit.cmpxchg(now, self.batch, Relaxed).is_ok() {
             self.give_back(now - self.batch);
             // A bio may have queued since the tickets were read, and failed to take room
-            // that only this give-back makes: the fully ordered subtraction above pairs
-            // with its ticket, so either its `take` sees the room or this sees it waiting.
+            // that only this give-back makes: the fully ordered subtraction, then the
+            // barrier of `wake_all`, pair with the barrier of its wait (`set_current_state`)
+            // before it checks for room, so either it sees the room or this sees it waiting.
             self.room.wake_all();
             // Rarely: a sample of the bytes reserved just before this release.
             self.sample_peak(self.reserved() + u64::from(bytes));

@@ -21,9 +21,8 @@ static COPY_BATCHES: Atomic<usize> = Atomic::new(0);
 
 /// One CPU's batch: completed bounce bios linked by `bi_next`, and the work that ends them.
 ///
-/// A bio is added to the batch of the CPU that completed it (or ran on: a task may move
-/// on, and the lock makes that harmless); the work takes the batch from whatever CPU runs
-/// it (the workqueue runs the work of a CPU gone offline elsewhere).
+/// A bio is added to the batch of the CPU that completed it; the work takes the batch from
+/// whatever CPU runs it (the workqueue runs the work of a CPU gone offline elsewhere).
 ///
 /// # Invariants
 ///
@@ -131,7 +130,7 @@ impl CopyBatches {
             if tail.is_null() {
                 Workqueue::queue_raw(this.queue.as_raw(), &raw mut (*batch).work);
             }
-            helpers::blkbounce_spin_unlock_irqrestore(&raw mut (*batch).lock, flags);
+            helpers::blkbounce_unlock_this_cpu(batch.cast(), flags);
         }
         true
     }

@@ -127,6 +127,7 @@ mod helpers {
         pub(super) fn blkbounce_spin_lock_init(lock: *mut bindings::spinlock_t);
         pub(super) fn blkbounce_spin_lock_irqsave(lock: *mut bindings::spinlock_t) -> usize;
         pub(super) fn blkbounce_lock_this_cpu(ptr: *mut c_void, flags: *mut usize) -> *mut c_void;
+        pub(super) fn blkbounce_unlock_this_cpu(this: *mut c_void, flags: usize);
         pub(super) fn blkbounce_spin_unlock_irqrestore(
             lock: *mut bindings::spinlock_t,
             flags: usize,

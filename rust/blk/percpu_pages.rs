@@ -146,10 +146,12 @@ unsafe impl Sync for PerCpuPages {}
 /// # Invariants
 ///
 /// `stack` is a stack of [`PerCpuPages`] that live for `'a`, whose lock this holds, taken
-/// with `flags`.
+/// with `flags`: by `blkbounce_lock_this_cpu`, which also pinned the task to its CPU, if
+/// `pinned`.
 struct Locked<'a> {
     stack: *mut Stack,
     flags: usize,
+    pinned: bool,
     _pages: PhantomData<&'a PerCpuPages>,
 }
 
@@ -162,10 +164,11 @@ impl Locked<'_> {
     unsafe fn new(stack: *mut Stack) -> Self {
         // SAFETY: By the safety requirements the lock is initialised.
         let flags = unsafe { helpers::blkbounce_spin_lock_irqsave(&raw mut (*stack).lock) };
-        // INVARIANT: The lock is held.
+        // INVARIANT: The lock is held, and the task not pinned.
         Self {
             stack,
             flags,
+            pinned: false,
             _pages: PhantomData,
         }
     }
@@ -228,9 +231,14 @@ impl Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the lock is held, taken with `flags`.
+        // SAFETY: By the type invariant the lock is held, taken with `flags`, and the task
+        // pinned by the function that took it if `pinned`.
         unsafe {
-            helpers::blkbounce_spin_unlock_irqrestore(&raw mut (*self.stack).lock, self.flags)
+            if self.pinned {
+                helpers::blkbounce_unlock_this_cpu(self.stack.cast(), self.flags);
+            } else {
+                helpers::blkbounce_spin_unlock_irqrestore(&raw mut (*self.stack).lock, self.flags);
+            }
         };
     }
 }
@@ -296,19 +304,20 @@ impl PerCpuPages {
         })
     }
 
-    /// Locks the stack of the CPU the caller runs on. Interrupts go off before the stack is
-    /// found, so the caller stays on that CPU, which cannot go offline (and have its
-    /// callback empty the stack) until the guard is dropped.
+    /// Locks the stack of the CPU the caller runs on. The task is pinned to that CPU before
+    /// the stack is found, so the CPU cannot go offline (and have its callback empty the
+    /// stack) until the guard is dropped.
     fn local(&self) -> Locked<'_> {
         let mut flags = 0;
         // SAFETY: The stacks are a per-CPU allocation of stacks, each beginning with its
         // initialised lock.
         let stack = unsafe { helpers::blkbounce_lock_this_cpu(self.stacks.as_ptr(), &mut flags) };
-        // INVARIANT: The stack is one of ours, locked with `flags`, and the guard does not
-        // outlive `self`.
+        // INVARIANT: The stack is one of ours, locked with `flags` by
+        // `blkbounce_lock_this_cpu`, and the guard does not outlive `self`.
         Locked {
             stack: stack.cast(),
             flags,
+            pinned: true,
             _pages: PhantomData,
         }
     }
