@@ -251,6 +251,28 @@ settle() {
 	return 0
 }
 
+# Stops udevd, for the benchmarks. It runs its rules for each new device in workers that it
+# forks and lets go seconds later, and for a device it watches (NVMe, SCSI, dm; not
+# null_blk or blkbounce) it probes the device with blkid, through the page cache, each time
+# a writer closes it: that work would land in the samples of the jobs that follow, and
+# only after the devices it watches. Nothing on the I/O path needs udev: devtmpfs makes
+# the disks' nodes, and dmsetup makes its own (DM_DISABLE_UDEV; libdevmapper still finds
+# udev's control socket and says that it bypasses it). Call it once the disks that need
+# udev's rules have settled.
+udev_stop() {
+	command -v pgrep >/dev/null || { echo "udev_stop needs pgrep"; return 1; }
+	if udevd_runs; then
+		udevadm control --exit || return 1
+		for _ in $(seq 50); do udevd_runs || break; sleep 0.2; done
+		udevd_runs && { echo "udevd did not exit"; return 1; }
+	fi
+	export DM_DISABLE_UDEV=1
+}
+
+udevd_runs() {
+	pgrep -x systemd-udevd >/dev/null || pgrep -x udevd >/dev/null
+}
+
 # Stops every md array that holds one of DEVICES and wipes their md superblocks. An array
 # whose start failed can be assembled again, inactive, by udev from the superblock left on a
 # member; it then holds that member exclusively.
